@@ -1,0 +1,229 @@
+"""Putting jobs on queues: `enqueue(name, **kwargs)` for views, services and operators.
+
+- The name must be registered and the arguments must fit the job's signature and be
+  JSON (str, int, finite float, bool, None, and lists / str-keyed dicts of them).
+- Inside a transaction the job is pushed when it commits (a rollback enqueues nothing);
+  the job id is chosen up front, so the caller gets it either way.
+- `dedup_key`: while a job enqueued with the same name and key is queued, scheduled
+  for a retry or running, enqueueing again returns that job's id instead of a new job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import threading
+import uuid
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis import Redis
+from redis.exceptions import WatchError
+from rq import Callback, Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from .registry import RESERVED_ARGUMENTS, JobSpec, get_spec
+from .rq_classes import JSONJob
+
+EXECUTE = "jobs.runtime.execute"
+ON_FAILURE = Callback("jobs.runtime.handle_failure")
+ACTIVE_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+DEDUP_PREFIX = "jobs:dedup:"
+
+
+class JobArgumentError(TypeError):
+    """Arguments a job cannot be enqueued with."""
+
+
+@cache
+def redis_connection() -> Redis:
+    """The process's Redis client, made on first use (importing opens nothing).
+
+    redis-py's pool notices a fork and opens fresh sockets in the child."""
+    return Redis.from_url(settings.REDIS_URL)
+
+
+def get_queue(name: str) -> Queue:
+    return Queue(name, connection=redis_connection(), job_class=JSONJob, serializer=JSONSerializer)
+
+
+def _check_json(value: Any, path: str) -> None:
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise JobArgumentError(f"Argument {path} is {value!r}; JSON has no NaN or infinity.")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise JobArgumentError(f"Argument {path} has a non-string key {key!r}.")
+            _check_json(item, f"{path}[{key!r}]")
+        return
+    raise JobArgumentError(
+        f"Argument {path} is a {type(value).__name__}; job arguments must be JSON values "
+        "(pass ids and primitives, not objects)."
+    )
+
+
+def check_arguments(spec: JobSpec, kwargs: dict[str, Any]) -> None:
+    for name, value in kwargs.items():
+        _check_json(value, name)
+    try:
+        inspect.signature(spec.function).bind(**kwargs)
+    except TypeError as exc:
+        raise JobArgumentError(f"Job {spec.name!r}: {exc}.") from None
+
+
+class _PendingCommits(threading.local):
+    """Dedup markers of jobs waiting for this thread's transaction to commit."""
+
+    def __init__(self) -> None:
+        self.job_ids: dict[str, str] = {}
+
+
+_pending = _PendingCommits()
+
+
+def _dedup_marker(spec: JobSpec, dedup_key: str) -> str:
+    return f"{DEDUP_PREFIX}{spec.name}:{hashlib.sha256(dedup_key.encode()).hexdigest()[:32]}"
+
+
+def _marker_ttl(spec: JobSpec) -> int:
+    # Garbage collection only: the job's status decides whether the marker still holds.
+    attempts = 1 + len(spec.retry_intervals)
+    return (spec.ttl or 86400) + spec.timeout * attempts + sum(spec.retry_intervals) + 3600
+
+
+def _is_active(conn: Redis, job_id: str) -> bool:
+    if job_id in _pending.job_ids.values():
+        return True
+    try:
+        return JSONJob.fetch(job_id, connection=conn).get_status() in ACTIVE_STATUSES
+    except NoSuchJobError:
+        return False
+
+
+def _claim_dedup(conn: Redis, marker: str, new_id: str, ttl: int) -> str | None:
+    """Point `marker` at `new_id` unless it points at an active job; return that job's id."""
+    for _ in range(5):
+        if conn.set(marker, new_id, nx=True, ex=ttl):
+            return None
+        current = conn.get(marker)
+        if current is None:
+            continue
+        current_id = current.decode()
+        if _is_active(conn, current_id):
+            return current_id
+        # Stale marker (job finished, failed for good, or expired): replace it, unless
+        # another process replaced it first.
+        with conn.pipeline() as pipe:
+            pipe.watch(marker)
+            if pipe.get(marker) == current:
+                pipe.multi()
+                pipe.set(marker, new_id, ex=ttl)
+                try:
+                    pipe.execute()
+                    return None
+                except WatchError:  # lost the race: look again
+                    continue
+    raise RuntimeError(f"Could not settle dedup marker {marker} after 5 attempts.")
+
+
+def _push(
+    spec: JobSpec, kwargs: dict[str, Any], job_id: str, depends_on: list[str] | None, delay: float | None
+) -> None:
+    queue = get_queue(spec.queue)
+    options: dict[str, Any] = {
+        "timeout": spec.timeout,
+        "result_ttl": spec.result_ttl if spec.result_ttl is not None else settings.JOB_DEFAULT_RESULT_TTL,
+        "failure_ttl": spec.failure_ttl if spec.failure_ttl is not None else settings.JOB_DEFAULT_FAILURE_TTL,
+        "ttl": spec.ttl,
+        "description": f"{spec.name} {json.dumps(kwargs, sort_keys=True)[:200]}",
+        "job_id": job_id,
+        "retry": spec.retry,
+        "on_failure": ON_FAILURE,
+        "depends_on": depends_on or None,
+        "meta": {"job_name": spec.name},
+    }
+    if delay:
+        job = queue.create_job(EXECUTE, args=(spec.name,), kwargs=kwargs, **options)
+        queue.schedule_job(job, timezone.now() + timedelta(seconds=delay))
+    else:
+        queue.enqueue_call(EXECUTE, args=(spec.name,), kwargs=kwargs, **options)
+
+
+def submit(
+    spec: JobSpec,
+    kwargs: dict[str, Any],
+    *,
+    dedup_key: str | None = None,
+    depends_on: list[str] | None = None,
+    delay: float | None = None,
+) -> tuple[str, bool]:
+    """Enqueue `spec` (after commit); return (job id, whether a new job was created)."""
+    check_arguments(spec, kwargs)
+    in_transaction = transaction.get_connection().in_atomic_block
+    if not in_transaction:
+        _pending.job_ids.clear()  # whatever was pending has committed or rolled back
+    job_id = uuid.uuid4().hex
+    marker = None
+    if dedup_key is not None:
+        conn = redis_connection()
+        marker = _dedup_marker(spec, dedup_key)
+        existing = _claim_dedup(conn, marker, job_id, _marker_ttl(spec))
+        if existing is not None:
+            return existing, False
+    if not in_transaction:
+        _push(spec, kwargs, job_id, depends_on, delay)
+        return job_id, True
+
+    def push_after_commit() -> None:
+        if marker is not None:
+            _pending.job_ids.pop(marker, None)
+        _push(spec, kwargs, job_id, depends_on, delay)
+
+    if marker is not None:
+        _pending.job_ids[marker] = job_id
+    transaction.on_commit(push_after_commit)
+    return job_id, True
+
+
+def enqueue(
+    name: str,
+    /,
+    *,
+    dedup_key: str | None = None,
+    depends_on: list[str] | None = None,
+    delay: float | None = None,
+    **kwargs: Any,
+) -> str:
+    """Enqueue registered job `name` with keyword arguments `kwargs`; return its job id.
+
+    `depends_on`: job ids that must finish first. `delay`: seconds to wait before it runs.
+    """
+    return submit(get_spec(name), kwargs, dedup_key=dedup_key, depends_on=depends_on, delay=delay)[0]
+
+
+def reserved_argument_clashes() -> list[str]:
+    """Registered jobs whose parameters shadow enqueue()'s own options (a test checks none)."""
+    from .registry import JOBS
+
+    return [
+        f"{spec.name}.{param}"
+        for spec in JOBS.values()
+        for param in inspect.signature(spec.function).parameters
+        if param in RESERVED_ARGUMENTS
+    ]

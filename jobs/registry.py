@@ -1,0 +1,127 @@
+"""The one table of jobs: stable name -> function and how it runs.
+
+Names are the seed's job names and never change (operators, cron entries and queued
+jobs refer to them). A job function lives in the module of its domain, takes keyword
+arguments that are JSON primitives, and returns a dict of counts (or None).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from django.utils.module_loading import import_string
+from rq import Retry
+
+QUEUES = ("critical", "default", "media", "scheduled", "bulk")
+# Names `enqueue()` takes for itself; a job may not use them as argument names.
+RESERVED_ARGUMENTS = frozenset({"dedup_key", "depends_on", "delay"})
+
+
+class UnknownJobError(LookupError):
+    """A job name that is not in the registry."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Unknown job {name!r}. Registered jobs: {', '.join(sorted(JOBS))}.")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    path: str  # dotted path of the job function
+    queue: str
+    description: str
+    timeout: int = 600  # seconds a run may take before RQ kills it
+    retry_intervals: tuple[int, ...] = ()  # one entry per retry: seconds to wait before it
+    result_ttl: int | None = None  # None: settings.JOB_DEFAULT_RESULT_TTL
+    failure_ttl: int | None = None  # None: settings.JOB_DEFAULT_FAILURE_TTL
+    ttl: int | None = None  # how long it may wait in the queue; None: forever
+    on_failure: str | None = None  # dotted path: hook(kwargs, error, job_id), once, on the final failure
+
+    def __post_init__(self) -> None:
+        if self.queue not in QUEUES:
+            raise ValueError(f"Job {self.name!r}: unknown queue {self.queue!r}.")
+
+    @cached_property
+    def function(self) -> Callable[..., object]:
+        return import_string(self.path)
+
+    @cached_property
+    def failure_hook(self) -> Callable[..., object] | None:
+        return import_string(self.on_failure) if self.on_failure else None
+
+    @property
+    def retry(self) -> Retry | None:
+        if not self.retry_intervals:
+            return None
+        return Retry(max=len(self.retry_intervals), interval=list(self.retry_intervals))
+
+    def required_arguments(self) -> list[str]:
+        params = inspect.signature(self.function).parameters.values()
+        return [p.name for p in params if p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY]
+
+
+def _table(*specs: JobSpec) -> dict[str, JobSpec]:
+    table: dict[str, JobSpec] = {}
+    for spec in specs:
+        if spec.name in table:
+            raise ValueError(f"Job {spec.name!r} is registered twice.")
+        table[spec.name] = spec
+    return table
+
+
+HOUR = 3600
+DAY = 24 * HOUR
+
+JOBS: dict[str, JobSpec] = _table(
+    # --- system ------------------------------------------------------------------
+    JobSpec(
+        name="idempotency-cleanup",
+        path="jobs.system.cleanup_idempotency_keys",
+        queue="scheduled",
+        description="Delete expired Idempotency-Key records.",
+        timeout=1800,
+        retry_intervals=(60, 300),
+        result_ttl=7 * DAY,
+    ),
+    JobSpec(
+        name="notification-cleanup",
+        path="jobs.system.cleanup_notifications",
+        queue="scheduled",
+        description="Delete read notifications past retention (30 days, SYSTEM 7) and stale low-priority unread ones (90).",
+        timeout=1800,
+        retry_intervals=(60, 300),
+        result_ttl=7 * DAY,
+    ),
+    # --- framework self-checks (operators: `run_job ping`) -----------------------------
+    JobSpec(
+        name="ping",
+        path="jobs.system.ping",
+        queue="default",
+        description="Do nothing and answer; proves a worker is listening on the queue.",
+        timeout=30,
+        result_ttl=HOUR,
+    ),
+)
+
+
+def _with_extra_modules(table: dict[str, JobSpec]) -> dict[str, JobSpec]:
+    """Merge the JOBS tuples of settings.EXTRA_JOB_MODULES (the test suite's own jobs)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_module
+
+    extra = [spec for module in settings.EXTRA_JOB_MODULES for spec in import_module(module).JOBS]
+    return _table(*table.values(), *extra) if extra else table
+
+
+JOBS = _with_extra_modules(JOBS)
+
+
+def get_spec(name: str) -> JobSpec:
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise UnknownJobError(name) from None

@@ -1,0 +1,54 @@
+"""RQ classes configured in settings.RQ: JSON everywhere, Django connection hygiene.
+
+- JSONJob always uses RQ's JSON serializer. rq-scheduler fetches jobs with the job class
+  and no serializer, so forcing it here is what keeps the scheduler, the workers and
+  the admin panel reading the same format.
+- The workers take their heartbeat and maintenance intervals from settings so that a job
+  abandoned by a killed worker is found within two minutes (RQ's defaults: ten).
+- DjangoWorker (forking) closes the parent's database connections before every fork,
+  so that no work horse inherits, and later closes, a socket the parent also uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker, Worker
+
+
+class JSONJob(Job):
+    def __init__(self, id: str | None = None, connection: Any = None, serializer: Any = None) -> None:
+        super().__init__(id=id, connection=connection, serializer=JSONSerializer)
+
+
+def _worker_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    kwargs["serializer"] = JSONSerializer
+    kwargs["job_class"] = JSONJob
+    kwargs["worker_ttl"] = kwargs.get("worker_ttl") or settings.RQ_WORKER_TTL
+    kwargs.setdefault("maintenance_interval", settings.RQ_MAINTENANCE_INTERVAL)
+    kwargs.setdefault("job_monitoring_interval", settings.RQ_JOB_MONITORING_INTERVAL)
+    return kwargs
+
+
+class DjangoWorker(Worker):
+    """RQ's forking worker: each job in a fresh child process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **_worker_options(kwargs))
+
+    def fork_work_horse(self, job: Job, queue: Any) -> None:
+        # The parent may have opened a connection (a failure callback during registry
+        # maintenance, say); the child must not inherit it.
+        connections.close_all()
+        super().fork_work_horse(job, queue)
+
+
+class DjangoSimpleWorker(SimpleWorker):
+    """Runs jobs in the worker process itself; jobs/runtime.py closes connections per job."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **_worker_options(kwargs))

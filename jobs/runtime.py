@@ -1,0 +1,106 @@
+"""The one wrapper every job runs inside, and the hooks RQ calls around it.
+
+A queued job is `execute(name, **kwargs)`: it resolves the registry entry, checks the
+database connections, runs the job function, writes one summary log line, and closes
+the connections again. Cross-cutting work lives here and only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import close_old_connections
+from django.utils import timezone
+from rq import get_current_job
+from rq.job import Job
+
+from .errors import JobInputError
+from .registry import JOBS, get_spec
+
+log = logging.getLogger(__name__)
+
+
+def _counts(result: object) -> str:
+    if not isinstance(result, Mapping):
+        return ""
+    return " ".join(f"{key}={value}" for key, value in result.items() if isinstance(value, (int, float, str)))
+
+
+def execute(job_name: str, /, **kwargs: Any) -> Any:
+    """Run registered job `job_name` with `kwargs` (what RQ calls for every job)."""
+    spec = get_spec(job_name)
+    job = get_current_job()
+    job_id = job.id if job is not None else "inline"
+    # Drop connections PostgreSQL closed while the worker idled (SimpleWorker reuses them).
+    close_old_connections()
+    started = time.monotonic()
+    outcome = "failed"
+    result: Any = None
+    try:
+        result = spec.function(**kwargs)
+        outcome = "ok"
+        return result
+    except JobInputError:
+        outcome = "rejected"
+        if job is not None:
+            # Retrying cannot fix bad input: fail once (RQ reads this before retrying).
+            job.retries_left = 0
+        raise
+    except Exception:
+        if job is not None and job.retries_left:
+            outcome = "failed-will-retry"
+        raise
+    finally:
+        close_old_connections()
+        log.info(
+            "job=%s id=%s outcome=%s duration_ms=%.1f %s",
+            job_name,
+            job_id,
+            outcome,
+            (time.monotonic() - started) * 1000,
+            _counts(result),
+        )
+
+
+def handle_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
+    """RQ's on_failure callback: on the final failure only, call the job's failure hook.
+
+    RQ calls it on every failed attempt, and also for a job found abandoned by a killed
+    worker; `retries_left` tells whether RQ will run the job again.
+    """
+    if job.retries_left:
+        return
+    job_name = job.args[0] if job.args else None
+    spec = JOBS.get(job_name) if isinstance(job_name, str) else None
+    if spec is None or spec.failure_hook is None:
+        return
+    error = f"{exc_type.__name__}: {exc_value}" if exc_value is not None else exc_type.__name__
+    close_old_connections()
+    try:
+        spec.failure_hook(dict(job.kwargs), error, job.id)
+        log.warning("job=%s id=%s final failure recorded: %s", job_name, job.id, exc_type.__name__)
+    finally:
+        close_old_connections()
+
+
+def set_progress(done: int, total: int | None = None, note: str = "") -> None:
+    """Store the running job's progress in its meta (shown on the admin job page)."""
+    job = get_current_job()
+    if job is None:
+        return
+    job.meta["progress"] = {"done": done, "total": total, "note": note, "at": timezone.now().isoformat()}
+    job.save_meta()
+
+
+def dispatch_scheduled(job_name: str, kwargs: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    """What a cron entry runs: enqueue the registered job with its own id, retry policy
+    and TTLs. Deduplicated per entry, so a run still queued or running is not doubled."""
+    from .api import submit
+
+    job_id, created = submit(get_spec(job_name), kwargs, dedup_key=f"cron-{entry_id}")
+    if not created:
+        log.warning("cron=%s skipped: previous run %s still queued or running", entry_id, job_id)
+    return {"job_id": job_id, "enqueued": created}

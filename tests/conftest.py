@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from jobs.api import redis_connection
+
+ROOT = Path(__file__).resolve().parent.parent
+FORKING = "jobs.rq_classes.DjangoWorker"
+SIMPLE = "jobs.rq_classes.DjangoSimpleWorker"
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    """Each test starts with an empty Redis database (the test run's own, see pytest_env)."""
+    redis_connection().flushdb()
+    yield
+    redis_connection().flushdb()
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for processes that must see the test database and the test Redis."""
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        EXTRA_JOB_MODULES=",".join(settings.EXTRA_JOB_MODULES),
+        DEBUG="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def manage(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env or worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def run_worker() -> Callable[..., subprocess.CompletedProcess]:
+    """Run a real RQ worker in burst mode until its queues are empty."""
+
+    def run(*queues: str, worker_class: str = FORKING, timeout: float = 120) -> subprocess.CompletedProcess:
+        result = manage(
+            "rqworker", "--burst", "--worker-class", worker_class, *(queues or ("default",)), timeout=timeout
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    return run
+
+
+class BackgroundWorker:
+    def __init__(self, queues: tuple[str, ...], worker_class: str, with_scheduler: bool) -> None:
+        args = [sys.executable, "manage.py", "rqworker", "--worker-class", worker_class]
+        if with_scheduler:
+            args.append("--with-scheduler")
+        self.process = subprocess.Popen(
+            [*args, *queues],
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def kill(self, sig: int = signal.SIGTERM) -> str:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+        try:
+            out, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            out, _ = self.process.communicate()
+        return out
+
+
+@pytest.fixture
+def background_worker() -> Iterator[Callable[..., BackgroundWorker]]:
+    started: list[BackgroundWorker] = []
+
+    def start(*queues: str, worker_class: str = FORKING, with_scheduler: bool = True) -> BackgroundWorker:
+        worker = BackgroundWorker(queues or ("default",), worker_class, with_scheduler)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.kill(signal.SIGKILL)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,242 @@
+"""Django settings for YesGoddess.
+
+Every environment variable of the project is read in this module and nowhere else.
+Each one goes through a strict helper that fails at start with a message naming the
+variable, so a typo in production is a crash at boot, not a surprise at 3 AM.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"Environment variable {name}={value!r} is invalid: expected {expected}.")
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ImproperlyConfigured(f"Environment variable {name} is required.")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise _bad(name, raw, "one of 1/0, true/false, yes/no, on/off")
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(name, raw, "an integer") from None
+    if minimum is not None and value < minimum:
+        raise _bad(name, raw, f"an integer >= {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default)
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes or not (parsed.hostname or parsed.path):
+        raise _bad(name, raw, f"a URL with scheme {' or '.join(schemes)}")
+    return raw
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, default)
+    if raw not in choices:
+        raise _bad(name, raw, f"one of {', '.join(choices)}")
+    return raw
+
+
+# --- core -------------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+_secret = os.environ.get("SECRET_KEY")
+if not _secret:
+    if not DEBUG:
+        raise ImproperlyConfigured("Environment variable SECRET_KEY is required unless DEBUG=1.")
+    _secret = "insecure-development-key-do-not-use-in-production"
+SECRET_KEY = _secret
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "yesgoddess.accounts",
+    "yesgoddess.core",
+    "yesgoddess.notifications",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "yesgoddess.urls"
+WSGI_APPLICATION = "yesgoddess.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "yesgoddess" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ----------------------------------------------------------------------
+
+DATABASE_URL = env_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/yesgoddess", ("postgres", "postgresql"))
+try:
+    _db = dj_database_url.parse(DATABASE_URL)
+except ValueError as exc:
+    raise _bad("DATABASE_URL", DATABASE_URL, f"a PostgreSQL URL ({exc})") from None
+# Workers close connections after each job (jobs/runtime.py); CONN_MAX_AGE=0 makes that a
+# real close. CONN_HEALTH_CHECKS drops a connection PostgreSQL already closed before use.
+_db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0, minimum=0)
+_db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+
+# --- time: rq-scheduler evaluates cron strings in process-local time, and Django sets
+# the process time zone from TIME_ZONE. UTC here is what makes every cron string UTC.
+TIME_ZONE = "UTC"
+USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = "en-us"
+
+# --- redis and jobs ---------------------------------------------------------------
+
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
+
+JOB_QUEUES = ("critical", "default", "media", "scheduled", "bulk")
+RQ_QUEUES = {
+    name: {
+        "URL": REDIS_URL,
+        "DEFAULT_TIMEOUT": 600,
+        "SERIALIZER": "rq.serializers.JSONSerializer",
+    }
+    for name in JOB_QUEUES
+}
+RQ = {
+    # jobs/api.py waits for the commit itself (so it can return the job id); the queues
+    # must therefore enqueue at once when asked.
+    "COMMIT_MODE": "auto",
+    "JOB_CLASS": "jobs.rq_classes.JSONJob",
+    "WORKER_CLASS": env_str("RQ_WORKER_CLASS", "jobs.rq_classes.DjangoWorker"),
+    "DEFAULT_RESULT_TTL": 3600,
+}
+# A killed worker's job is found by another worker's maintenance pass. The started-job
+# registry entry expires JOB_MONITORING_INTERVAL + 60 s after the last heartbeat; the
+# pass runs every MAINTENANCE_INTERVAL: together under 2 minutes (bench/abandoned_job.py).
+RQ_WORKER_TTL = env_int("RQ_WORKER_TTL", 60, minimum=20)
+RQ_JOB_MONITORING_INTERVAL = env_int("RQ_JOB_MONITORING_INTERVAL", 10, minimum=1)
+RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 30, minimum=5)
+# How long a job may wait in its queue before RQ drops it, and the TTLs used when a
+# registry entry does not say otherwise.
+JOB_DEFAULT_RESULT_TTL = env_int("JOB_DEFAULT_RESULT_TTL", 24 * 3600, minimum=0)
+JOB_DEFAULT_FAILURE_TTL = env_int("JOB_DEFAULT_FAILURE_TTL", 14 * 24 * 3600, minimum=60)
+SCHEDULE_LOCK_TIMEOUT = env_int("SCHEDULE_LOCK_TIMEOUT", 60, minimum=5)
+
+# --- storage ---------------------------------------------------------------------
+
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = env_str("MEDIA_URL", "/media/")
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_URL = "/static/"
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+STORAGES = {
+    "default": {"BACKEND": STORAGE_BACKEND},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+
+# --- email -----------------------------------------------------------------------
+
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "YesGoddess <no-reply@yesgoddess.local>")
+ADMIN_EMAILS = env_list("ADMIN_EMAILS", [])
+
+# --- virus scanner (clamd) ---------------------------------------------------------
+
+CLAMD_SOCKET = env_str("CLAMD_SOCKET", str(VAR_DIR / "run" / "clamd.sock"))
+# clamd's StreamMaxLength must be at least the upload limit, or large uploads are
+# refused by the scanner instead of scanned.
+CLAMD_STREAM_MAX_LENGTH = env_int("CLAMD_STREAM_MAX_LENGTH", UPLOAD_MAX_BYTES, minimum=UPLOAD_MAX_BYTES)
+
+# --- retention of system rows --------------------------------------------------------
+
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1)
+CLEANUP_BATCH_SECONDS = float(env_int("CLEANUP_BATCH_MS", 250, minimum=10)) / 1000
+
+# --- logging -----------------------------------------------------------------------
+
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "jobs": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": True},
+        "yesgoddess": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": True},
+    },
+}
+
+# Modules whose JOBS tuples are merged into the registry. Empty in production; the test
+# suite sets it (for its worker processes too) to register jobs that fail on purpose.
+EXTRA_JOB_MODULES = env_list("EXTRA_JOB_MODULES", [])
