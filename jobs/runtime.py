@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import connections
 from django.utils import timezone
 from rq import get_current_job
 from rq.job import Job
@@ -21,6 +21,14 @@ from .errors import JobInputError
 from .registry import JOBS, get_spec
 
 log = logging.getLogger(__name__)
+
+
+def close_old_connections() -> None:
+    """Django's close_old_connections, except for a connection inside a transaction the
+    caller opened (a job run inline from a test or a shell must not end its transaction)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 def _counts(result: object) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,8 +82,28 @@ class BackgroundWorker:
             start_new_session=True,
         )
 
+    def descendants(self) -> list[int]:
+        """Child processes, including RQ's work horse (which moves to its own session)."""
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(stat.parent.name)] = int(fields[1])
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            children = [pid for pid, ppid in parents.items() if ppid in frontier]
+            found += children
+            frontier = children
+        return found
+
     def kill(self, sig: int = signal.SIGTERM) -> str:
         if self.process.poll() is None:
+            if sig == signal.SIGKILL:
+                for pid in self.descendants():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
             os.killpg(self.process.pid, sig)
         try:
             out, _ = self.process.communicate(timeout=30)

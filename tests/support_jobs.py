@@ -15,7 +15,15 @@ from jobs.registry import JobSpec
 from yesgoddess.notifications.models import Notification
 
 
+def attempts_key(user_id: int) -> str:
+    return f"test:attempts:{user_id}"
+
+
 def always_fail(*, user_id: int) -> None:
+    """Record when it ran (to check the retry schedule), then fail."""
+    from jobs.api import redis_connection
+
+    redis_connection().rpush(attempts_key(user_id), time.time())
     raise RuntimeError(f"boom for user {user_id}")
 
 
