@@ -64,7 +64,7 @@ JOBS = (
         "tests.support_jobs.always_fail",
         "default",
         "Fails every time.",
-        retry_intervals=(1, 2),
+        retry_intervals=(2, 4),
         on_failure="tests.support_jobs.record_failure",
     ),
     JobSpec(

@@ -27,7 +27,7 @@ def test_enqueue_outside_a_transaction_queues_at_once_with_the_registry_policy()
     assert job.func_name == "jobs.runtime.execute"
     assert job.args == ["test-always-fail"]
     assert job.kwargs == {"user_id": 7}
-    assert job.retries_left == 2 and job.retry_intervals == [1, 2]
+    assert job.retries_left == 2 and job.retry_intervals == [2, 4]
     assert job.meta["job_name"] == "test-always-fail"
     # stored as JSON, readable without pickle
     raw = redis_connection().hget(f"rq:job:{job_id}", "data")
