@@ -6,11 +6,14 @@
 - The workers take their heartbeat and maintenance intervals from settings so that a job
   abandoned by a killed worker is found within two minutes (RQ's defaults: ten).
 - DjangoWorker (forking) closes the parent's database connections before every fork,
-  so that no work horse inherits, and later closes, a socket the parent also uses.
+  so that no work horse inherits, and later closes, a socket the parent also uses. It
+  also imports every job function once in the parent: otherwise each work horse
+  imports them again and throws the work away when it exits (bench/job_overhead.py).
 """
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from django.conf import settings
@@ -34,11 +37,25 @@ def _worker_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _preload_jobs() -> None:
+    from . import runtime
+    from .registry import JOBS
+
+    for spec in JOBS.values():
+        spec.function  # noqa: B018 (resolving the cached property imports the module)
+        spec.failure_hook  # noqa: B018
+    del runtime
+
+
 class DjangoWorker(Worker):
     """RQ's forking worker: each job in a fresh child process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **_worker_options(kwargs))
+        _preload_jobs()
+        # Objects that exist now are never collected in a work horse: freezing them
+        # keeps the horse's garbage collector from touching (and copying) their pages.
+        gc.freeze()
 
     def fork_work_horse(self, job: Job, queue: Any) -> None:
         # The parent may have opened a connection (a failure callback during registry

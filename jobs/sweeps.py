@@ -28,6 +28,14 @@ class SweepReport:
     statements: int = 0
     longest_statement_s: float = 0.0
 
+    def as_counts(self) -> dict[str, int]:
+        """What a cleanup job returns (and the runtime logs)."""
+        return {
+            "deleted": self.deleted,
+            "statements": self.statements,
+            "longest_statement_ms": round(self.longest_statement_s * 1000),
+        }
+
 
 def _check_leaf(model: type[Model]) -> None:
     blockers = [rel.name for rel in model._meta.related_objects]

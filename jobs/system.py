@@ -20,8 +20,7 @@ SYSTEM_READ_RETENTION = timedelta(days=7)
 def cleanup_idempotency_keys() -> dict[str, int]:
     """Delete Idempotency-Key records whose expiry has passed (`idempotency-cleanup`)."""
     expired = IdempotencyKey.objects.filter(expires_at__lt=timezone.now())
-    report = delete_in_chunks(expired, settings.CLEANUP_BATCH_SECONDS)
-    return {"deleted": report.deleted, "statements": report.statements}
+    return delete_in_chunks(expired, settings.CLEANUP_BATCH_SECONDS).as_counts()
 
 
 def cleanup_notifications() -> dict[str, int]:
@@ -36,8 +35,7 @@ def cleanup_notifications() -> dict[str, int]:
     old = Notification.objects.filter(read=True).filter(
         (~system & Q(read_at__lt=now - READ_RETENTION)) | (system & Q(read_at__lt=now - SYSTEM_READ_RETENTION))
     )
-    report = delete_in_chunks(old, settings.CLEANUP_BATCH_SECONDS)
-    return {"deleted": report.deleted, "statements": report.statements}
+    return delete_in_chunks(old, settings.CLEANUP_BATCH_SECONDS).as_counts()
 
 
 def ping() -> dict[str, str]:

@@ -177,9 +177,9 @@ RQ = {
 # A killed worker's job is found by another worker's maintenance pass. The started-job
 # registry entry expires JOB_MONITORING_INTERVAL + 60 s after the last heartbeat; the
 # pass runs every MAINTENANCE_INTERVAL: together under 2 minutes (bench/abandoned_job.py).
-RQ_WORKER_TTL = env_int("RQ_WORKER_TTL", 60, minimum=20)
+RQ_WORKER_TTL = env_int("RQ_WORKER_TTL", 40, minimum=20)
 RQ_JOB_MONITORING_INTERVAL = env_int("RQ_JOB_MONITORING_INTERVAL", 10, minimum=1)
-RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 30, minimum=5)
+RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 20, minimum=5)
 # How long a job may wait in its queue before RQ drops it, and the TTLs used when a
 # registry entry does not say otherwise.
 JOB_DEFAULT_RESULT_TTL = env_int("JOB_DEFAULT_RESULT_TTL", 24 * 3600, minimum=0)
