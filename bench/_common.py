@@ -27,7 +27,7 @@ def setup_django(**env: str) -> None:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {"DEBUG": "1", "REDIS_URL": BENCH_REDIS_URL, **os.environ}
     env.update(PYTHONPATH=str(ROOT), **extra)
     return env
 

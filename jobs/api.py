@@ -27,7 +27,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq import Callback, Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import JobStatus
+from rq.job import Dependency, JobStatus
 from rq.serializers import JSONSerializer
 
 from .registry import RESERVED_ARGUMENTS, JobSpec, get_spec
@@ -155,7 +155,10 @@ def _push(
         "job_id": job_id,
         "retry": spec.retry,
         "on_failure": ON_FAILURE,
-        "depends_on": depends_on or None,
+        # Dependents run once their dependencies have ended, whatever the outcome: a job
+        # that depends on others checks the state it needs itself, and is never left
+        # deferred forever because a dependency failed.
+        "depends_on": Dependency(jobs=depends_on, allow_failure=True) if depends_on else None,
         "meta": {"job_name": spec.name},
     }
     if delay:

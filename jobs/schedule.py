@@ -31,4 +31,7 @@ class CronEntry:
 SCHEDULE: tuple[CronEntry, ...] = (
     CronEntry("idempotency-cleanup", "0 */6 * * *", "idempotency-cleanup", "Every 6 hours, on the hour."),
     CronEntry("notification-cleanup", "0 3 * * *", "notification-cleanup", "Daily at 03:00."),
+    CronEntry("upload-cleanup", "0 * * * *", "upload-cleanup", "Hourly, on the hour."),
+    CronEntry("asset-cleanup", "0 2 * * *", "asset-cleanup", "Daily at 02:00."),
+    CronEntry("storage-metrics-calculation", "0 2 * * *", "storage-metrics-calculation", "Daily at 02:00."),
 )

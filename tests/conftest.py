@@ -28,6 +28,14 @@ def clean_redis() -> Iterator[None]:
     redis_connection().flushdb()
 
 
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path: Path) -> Path:
+    """Each test stores files in its own directory (worker processes are told too)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT
+
+
 def worker_env() -> dict[str, str]:
     """Environment for processes that must see the test database and the test Redis."""
     db = connection.settings_dict
@@ -36,6 +44,8 @@ def worker_env() -> dict[str, str]:
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         REDIS_URL=settings.REDIS_URL,
         EXTRA_JOB_MODULES=",".join(settings.EXTRA_JOB_MODULES),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        CLAMD_SOCKET=settings.CLAMD_SOCKET,
         DEBUG="1",
         PYTHONUNBUFFERED="1",
     )
@@ -68,14 +78,16 @@ def run_worker() -> Callable[..., subprocess.CompletedProcess]:
 
 
 class BackgroundWorker:
-    def __init__(self, queues: tuple[str, ...], worker_class: str, with_scheduler: bool) -> None:
+    def __init__(
+        self, queues: tuple[str, ...], worker_class: str, with_scheduler: bool, env: dict[str, str] | None = None
+    ) -> None:
         args = [sys.executable, "manage.py", "rqworker", "--worker-class", worker_class]
         if with_scheduler:
             args.append("--with-scheduler")
         self.process = subprocess.Popen(
             [*args, *queues],
             cwd=ROOT,
-            env=worker_env(),
+            env={**worker_env(), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -117,8 +129,10 @@ class BackgroundWorker:
 def background_worker() -> Iterator[Callable[..., BackgroundWorker]]:
     started: list[BackgroundWorker] = []
 
-    def start(*queues: str, worker_class: str = FORKING, with_scheduler: bool = True) -> BackgroundWorker:
-        worker = BackgroundWorker(queues or ("default",), worker_class, with_scheduler)
+    def start(
+        *queues: str, worker_class: str = FORKING, with_scheduler: bool = True, env: dict[str, str] | None = None
+    ) -> BackgroundWorker:
+        worker = BackgroundWorker(queues or ("default",), worker_class, with_scheduler, env)
         started.append(worker)
         return worker
 

@@ -100,6 +100,10 @@ INSTALLED_APPS = [
     "yesgoddess.accounts",
     "yesgoddess.core",
     "yesgoddess.notifications",
+    "yesgoddess.brands",
+    "yesgoddess.projects",
+    "yesgoddess.creators",
+    "yesgoddess.assets",
     "jobs",
 ]
 
@@ -192,7 +196,9 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = env_str("MEDIA_URL", "/media/")
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATIC_URL = "/static/"
-STORAGE_BACKEND = env_str("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+# Local files by default, written atomically (temp file + rename) so that a job that
+# dies mid-write never leaves half a file behind; S3 (django-storages) PUTs are atomic.
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "yesgoddess.core.storage.AtomicFileSystemStorage")
 STORAGES = {
     "default": {"BACKEND": STORAGE_BACKEND},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

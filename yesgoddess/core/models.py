@@ -33,3 +33,30 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.entity_type})"
+
+
+class AuditEvent(models.Model):
+    """An append-only record of a change that matters (asset, license, royalty run status).
+
+    Carries ids and states only, never personal data (names, emails).
+    """
+
+    action = models.CharField(max_length=100)
+    entity_type = models.CharField(max_length=50)
+    entity_id = models.CharField(max_length=100)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "audit_events"
+        indexes = [
+            models.Index(fields=["entity_type", "entity_id", "created_at"], name="audit_entity_idx"),
+            models.Index(fields=["action", "-created_at"], name="audit_action_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.entity_type}:{self.entity_id}"

@@ -1,0 +1,255 @@
+"""Asset pipeline jobs: virus scan, thumbnails, metadata, the move to REVIEW.
+
+Flow (DECISIONS.md, Assets): upload -> PROCESSING + `asset-virus-scan` (critical).
+CLEAN -> `asset-thumbnail-generation` and `asset-metadata-extraction` (media), and
+`asset-virus-scan-finalize`, which RQ runs once both have ended and which moves the
+asset to REVIEW when both succeeded. INFECTED -> REJECTED, file quarantined, uploader
+and admins told. Scanner unreachable -> retries, then scan ERROR and admins told; never
+CLEAN without a verdict from clamd.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from yesgoddess.assets import scanner
+from yesgoddess.assets.models import AssetStatus, IpAsset, ScanStatus
+from yesgoddess.assets.services import audit, change_status, local_copy, merge_metadata, quarantine, reject
+from yesgoddess.media.errors import MediaError
+from yesgoddess.media.metadata import extract_metadata
+from yesgoddess.media.thumbnails import make_thumbnails
+from yesgoddess.notifications.models import Notification
+from yesgoddess.notifications.services import alert_admins, notify
+
+from .api import enqueue
+from .errors import JobInputError
+
+log = logging.getLogger(__name__)
+
+
+def load_asset(asset_id: int) -> IpAsset:
+    asset = IpAsset.objects.filter(pk=asset_id).first()
+    if asset is None:
+        raise JobInputError(f"Asset {asset_id} does not exist.")
+    return asset
+
+
+def processable_asset(asset_id: int) -> IpAsset | None:
+    """The asset, if a processing job may work on it; None when it was deleted meanwhile."""
+    asset = load_asset(asset_id)
+    if asset.deleted_at is not None:
+        return None
+    if asset.scan_status != ScanStatus.CLEAN:
+        raise JobInputError(f"Asset {asset_id} has not passed the virus scan (scan status {asset.scan_status}).")
+    return asset
+
+
+def enqueue_processing(asset_id: int, steps: tuple[str, ...] = ("thumbnails", "metadata")) -> dict[str, str]:
+    """Enqueue the media jobs for `steps` and the finalize job after them (deduplicated
+    per asset, so a second request while they are queued adds nothing)."""
+    names = {"thumbnails": "asset-thumbnail-generation", "metadata": "asset-metadata-extraction"}
+    ids = {step: enqueue(names[step], asset_id=asset_id, dedup_key=f"asset-{asset_id}") for step in steps}
+    ids["finalize"] = enqueue(
+        "asset-virus-scan-finalize", asset_id=asset_id, depends_on=list(ids.values()), dedup_key=f"asset-{asset_id}"
+    )
+    return ids
+
+
+# --- asset-virus-scan ----------------------------------------------------------------
+
+
+def scan_asset(*, asset_id: int, force: bool = False) -> dict[str, Any]:
+    """Stream the original through clamd and act on the verdict."""
+    asset = load_asset(asset_id)
+    if asset.deleted_at is not None:
+        return {"skipped": "deleted"}
+    if asset.scan_status in (ScanStatus.CLEAN, ScanStatus.INFECTED) and not force:
+        return {"skipped": f"already {asset.scan_status}"}
+    IpAsset.objects.filter(pk=asset_id).update(scan_status=ScanStatus.SCANNING, updated_at=timezone.now())
+    try:
+        with default_storage.open(asset.storage_key, "rb") as original:
+            verdict = scanner.scan(original, settings.CLAMD_SOCKET)
+    except FileNotFoundError:
+        raise JobInputError(f"The file of asset {asset_id} is missing from storage ({asset.storage_key}).") from None
+    except scanner.ScanRefused as exc:
+        raise JobInputError(str(exc)) from None
+    result = {
+        "scanned": True,
+        "engine": verdict.engine,
+        "clean": verdict.clean,
+        "threats": verdict.threats,
+        "scanned_at": timezone.now().isoformat(),
+    }
+    if verdict.clean:
+        return _handle_clean(asset, result)
+    return _handle_infected(asset, result)
+
+
+def _handle_clean(asset: IpAsset, result: dict[str, Any]) -> dict[str, Any]:
+    with transaction.atomic():
+        IpAsset.objects.filter(pk=asset.pk).update(
+            scan_status=ScanStatus.CLEAN, scan_result=result, updated_at=timezone.now()
+        )
+        audit(asset, "ASSET_SCAN_CLEAN", asset.status, asset.status, engine=result["engine"])
+        if asset.status == AssetStatus.PROCESSING:
+            enqueue_processing(asset.pk)
+    return {"clean": 1}
+
+
+def _handle_infected(asset: IpAsset, result: dict[str, Any]) -> dict[str, Any]:
+    quarantine_key = quarantine(asset) if default_storage.exists(asset.storage_key) else asset.quarantine_key
+    reason = f"A virus was found in the file: {', '.join(result['threats'])}."
+    with transaction.atomic():
+        IpAsset.objects.filter(pk=asset.pk).update(
+            scan_status=ScanStatus.INFECTED,
+            scan_result=result,
+            quarantine_key=quarantine_key,
+            status=AssetStatus.REJECTED,
+            rejection_reason=reason,
+            pipeline_failed_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        audit(asset, "ASSET_INFECTED", asset.status, AssetStatus.REJECTED, threats=result["threats"])
+        notify(
+            [asset.created_by_id],
+            type=Notification.Type.SYSTEM,
+            priority=Notification.Priority.HIGH,
+            title="Your upload was rejected",
+            message=f"“{asset.title}”: {reason} The file was quarantined.",
+            metadata={"asset_id": asset.pk},
+        )
+    log.warning("asset=%s infected threats=%s quarantined", asset.pk, result["threats"])
+    counts = alert_admins(
+        title=f"Infected upload quarantined (asset {asset.pk})",
+        message=f"Threats: {', '.join(result['threats'])}. Uploader {asset.created_by_id}.",
+        email_template="asset_infected",
+        context={
+            "asset_id": asset.pk,
+            "asset_type": asset.type,
+            "file_size": asset.file_size,
+            "uploader_id": asset.created_by_id,
+            "threats": result["threats"],
+            "quarantine_key": quarantine_key,
+        },
+        metadata={"asset_id": asset.pk},
+    )
+    return {"infected": 1, **counts}
+
+
+def record_scan_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:
+    """Final failure of `asset-virus-scan`: scan ERROR (never CLEAN), admins told."""
+    asset = IpAsset.objects.filter(pk=kwargs.get("asset_id")).first()
+    if asset is None or asset.scan_status in (ScanStatus.CLEAN, ScanStatus.INFECTED):
+        return
+    with transaction.atomic():
+        IpAsset.objects.filter(pk=asset.pk).update(
+            scan_status=ScanStatus.ERROR,
+            scan_result={"error": error, "failed_at": timezone.now().isoformat()},
+            pipeline_failed_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        audit(asset, "ASSET_SCAN_FAILED", asset.status, asset.status, error=error)
+    alert_admins(
+        title=f"Virus scan failed (asset {asset.pk})",
+        message=error,
+        email_template="asset_scan_failed",
+        context={"asset_id": asset.pk, "asset_type": asset.type, "file_size": asset.file_size, "error": error},
+        priority=Notification.Priority.HIGH,
+        metadata={"asset_id": asset.pk, "job_id": job_id},
+    )
+
+
+# --- asset-thumbnail-generation ---------------------------------------------------------
+
+
+def generate_thumbnails(*, asset_id: int) -> dict[str, Any]:
+    """Small/medium/large JPEG thumbnails under derivatives/<id>/, listed in metadata."""
+    asset = processable_asset(asset_id)
+    if asset is None:
+        return {"skipped": "deleted"}
+    with local_copy(asset.storage_key) as source, tempfile.TemporaryDirectory(prefix="thumbs-") as out:
+        try:
+            made = make_thumbnails(source, asset.type, asset.mime_type, Path(out))
+        except MediaError as exc:
+            reject(asset_id, str(exc))
+            raise JobInputError(str(exc)) from None
+        sizes = {}
+        for size, info in made["sizes"].items():
+            key = f"derivatives/{asset_id}/thumbnail_{size}.jpg"
+            with open(info["path"], "rb") as fh:
+                key = default_storage.save(key, File(fh))
+            sizes[size] = {"key": key, "width": info["width"], "height": info["height"]}
+    merge_metadata(
+        asset_id,
+        "thumbnails",
+        {
+            "source": made["source"],
+            "is_type_icon": made["source"] == "type-icon",  # not a picture of the content
+            "sizes": sizes,
+            "generated_at": timezone.now().isoformat(),
+        },
+    )
+    return {"thumbnails": len(sizes)}
+
+
+def record_thumbnail_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:
+    if IpAsset.objects.filter(pk=kwargs.get("asset_id")).exists():
+        merge_metadata(kwargs["asset_id"], "thumbnails", {"error": error, "failed_at": timezone.now().isoformat()})
+
+
+# --- asset-metadata-extraction --------------------------------------------------------------
+
+
+def extract_asset_metadata(*, asset_id: int) -> dict[str, Any]:
+    """Technical metadata of the file under metadata["extracted"]."""
+    asset = processable_asset(asset_id)
+    if asset is None:
+        return {"skipped": "deleted"}
+    with local_copy(asset.storage_key) as source:
+        try:
+            extracted = extract_metadata(source, asset.type, asset.mime_type)
+        except MediaError as exc:
+            reject(asset_id, str(exc))
+            raise JobInputError(str(exc)) from None
+        size = source.stat().st_size
+    merge_metadata(
+        asset_id,
+        "extracted",
+        {
+            **extracted,
+            "detected_mime_type": asset.mime_type,
+            "file_size": size,
+            "extracted_at": timezone.now().isoformat(),
+        },
+    )
+    return {"fields": len(extracted)}
+
+
+def record_metadata_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:
+    if IpAsset.objects.filter(pk=kwargs.get("asset_id")).exists():
+        merge_metadata(kwargs["asset_id"], "extracted", {"error": error, "failed_at": timezone.now().isoformat()})
+
+
+# --- asset-virus-scan-finalize ----------------------------------------------------------------
+
+
+def finish_processing(*, asset_id: int) -> dict[str, Any]:
+    """Move a clean asset to REVIEW once thumbnails and metadata both succeeded."""
+    asset = load_asset(asset_id)
+    metadata = asset.metadata or {}
+    done = all(key in metadata and "error" not in metadata[key] for key in ("thumbnails", "extracted"))
+    if asset.deleted_at is not None or asset.scan_status != ScanStatus.CLEAN or not done:
+        return {"moved_to_review": 0}
+    moved = change_status(
+        asset_id, from_statuses=(AssetStatus.PROCESSING,), to=AssetStatus.REVIEW, action="ASSET_READY_FOR_REVIEW"
+    )
+    return {"moved_to_review": int(moved)}

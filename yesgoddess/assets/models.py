@@ -1,0 +1,185 @@
+"""IP assets and what hangs off them (spec A §3.2-§3.5)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class AssetType(models.TextChoices):
+    IMAGE = "IMAGE"
+    VIDEO = "VIDEO"
+    AUDIO = "AUDIO"
+    DOCUMENT = "DOCUMENT"
+    THREE_D = "THREE_D"
+    OTHER = "OTHER"
+
+
+class AssetStatus(models.TextChoices):
+    DRAFT = "DRAFT"
+    PROCESSING = "PROCESSING"
+    REVIEW = "REVIEW"
+    APPROVED = "APPROVED"
+    PUBLISHED = "PUBLISHED"
+    REJECTED = "REJECTED"
+    ARCHIVED = "ARCHIVED"
+
+
+class ScanStatus(models.TextChoices):
+    PENDING = "PENDING"
+    SCANNING = "SCANNING"
+    CLEAN = "CLEAN"
+    INFECTED = "INFECTED"
+    ERROR = "ERROR"
+
+
+class IpAsset(models.Model):
+    """An uploaded file and its processing state.
+
+    Storage keys, never signed URLs, are stored: the original at `storage_key`, the
+    quarantined copy at `quarantine_key`, derivatives under `derivatives/<id>/` and
+    listed in `metadata` (each job writes its own top-level key, merged atomically).
+    """
+
+    project = models.ForeignKey(
+        "projects.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="assets"
+    )
+    title = models.CharField(max_length=255)
+    description = models.TextField(null=True, blank=True)
+    type = models.CharField(max_length=16, choices=AssetType.choices)
+    storage_key = models.CharField(max_length=1024, unique=True)
+    quarantine_key = models.CharField(max_length=1024, null=True, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)
+    file_size = models.BigIntegerField()
+    mime_type = models.CharField(max_length=100, help_text="detected from the content")
+    declared_mime_type = models.CharField(max_length=100, blank=True)
+    version = models.IntegerField(default=1)
+    parent_asset = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derivatives"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=AssetStatus.choices, default=AssetStatus.DRAFT)
+    scan_status = models.CharField(max_length=16, choices=ScanStatus.choices, default=ScanStatus.PENDING)
+    scan_result = models.JSONField(null=True, blank=True)
+    rejection_reason = models.TextField(null=True, blank=True)
+    # Set when the pipeline gave up on the asset (scan error, unreadable file); what
+    # upload-cleanup's "failed uploads" rule keys on.
+    pipeline_failed_at = models.DateTimeField(null=True, blank=True)
+    # Set once the upload was accepted and processing began: an asset that ever reached
+    # PROCESSING is never an abandoned upload (spec A §2.12 defect).
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assets")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "ip_assets"
+        indexes = [
+            models.Index(fields=["project", "status"], name="asset_project_status_idx"),
+            models.Index(fields=["created_by", "status"], name="asset_creator_status_idx"),
+            models.Index(fields=["type", "status"], name="asset_type_status_idx"),
+            models.Index(fields=["deleted_at"], name="asset_deleted_idx", condition=Q(deleted_at__isnull=False)),
+            models.Index(fields=["scan_status", "updated_at"], name="asset_scan_updated_idx"),
+            models.Index(fields=["status", "created_at"], name="asset_status_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.type})"
+
+    @property
+    def derivatives_prefix(self) -> str:
+        return f"derivatives/{self.pk}/"
+
+
+class FileRelationship(models.Model):
+    """A typed link between two assets (derived_from, preview_of, ...)."""
+
+    source_asset = models.ForeignKey(IpAsset, on_delete=models.CASCADE, related_name="outgoing_relationships")
+    target_asset = models.ForeignKey(IpAsset, on_delete=models.CASCADE, related_name="incoming_relationships")
+    relationship_type = models.CharField(max_length=32)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "file_relationships"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_asset", "target_asset", "relationship_type"],
+                condition=Q(deleted_at__isnull=True),
+                name="file_relationship_unique_live",
+            ),
+            models.CheckConstraint(
+                condition=~Q(source_asset=models.F("target_asset")), name="file_relationship_not_self"
+            ),
+        ]
+
+
+class OwnershipType(models.TextChoices):
+    PRIMARY = "PRIMARY"
+    CONTRIBUTOR = "CONTRIBUTOR"
+    DERIVATIVE = "DERIVATIVE"
+    TRANSFERRED = "TRANSFERRED"
+
+
+class IpOwnership(models.Model):
+    """A creator's share of an asset, in basis points (10,000 = 100 %)."""
+
+    ip_asset = models.ForeignKey(IpAsset, on_delete=models.CASCADE, related_name="ownerships")
+    creator = models.ForeignKey("creators.Creator", on_delete=models.PROTECT, related_name="ownerships")
+    share_bps = models.IntegerField()
+    ownership_type = models.CharField(max_length=16, choices=OwnershipType.choices, default=OwnershipType.PRIMARY)
+    start_date = models.DateTimeField(default=timezone.now)
+    end_date = models.DateTimeField(null=True, blank=True)
+    contract_reference = models.TextField(null=True, blank=True)
+    disputed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "ip_ownerships"
+        indexes = [models.Index(fields=["ip_asset", "start_date", "end_date"], name="ownership_active_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(share_bps__gt=0, share_bps__lte=10000), name="ownership_share_range")
+        ]
+
+
+class StorageMetrics(models.Model):
+    """One storage snapshot per (UTC day, entity). `entity_id` is "" for the platform
+    row, so the unique key never holds a NULL and re-runs update in place."""
+
+    class EntityType(models.TextChoices):
+        PLATFORM = "platform"
+        USER = "user"
+        PROJECT = "project"
+        BRAND = "brand"
+
+    snapshot_date = models.DateField()
+    entity_type = models.CharField(max_length=16, choices=EntityType.choices)
+    entity_id = models.CharField(max_length=64, blank=True, default="")
+    total_bytes = models.BigIntegerField(default=0)
+    file_count = models.IntegerField(default=0)
+    average_file_size = models.BigIntegerField(default=0)
+    largest_file_size = models.BigIntegerField(default=0)
+    largest_file_id = models.CharField(max_length=64, null=True, blank=True)
+    storage_trend_bps = models.IntegerField(default=0)
+    breakdown_by_type = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "storage_metrics"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot_date", "entity_type", "entity_id"], name="storage_metrics_day_entity"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["entity_type", "entity_id", "-snapshot_date"], name="storage_metrics_entity_idx")
+        ]

@@ -1,0 +1,128 @@
+"""Asset API: upload, read, rescan, regenerate, soft delete. Owner or staff only;
+anyone else gets 404, as if the asset did not exist."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.http import FileResponse, HttpRequest, JsonResponse
+from django.utils import timezone
+
+from jobs.api import enqueue
+from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
+from yesgoddess.projects.models import Project
+
+from .models import AssetStatus, IpAsset, ScanStatus
+from .services import UploadRejected, accept_upload, asset_json, audit
+
+REGENERATABLE = ("thumbnails", "metadata")
+
+
+def _own_asset(request: HttpRequest, asset_id: int) -> IpAsset:
+    asset = IpAsset.objects.filter(pk=asset_id, deleted_at__isnull=True).first()
+    if asset is None or not (request.user.is_staff or asset.created_by_id == request.user.pk):
+        raise ApiError(404, "Asset not found.")
+    return asset
+
+
+def _project_for(request: HttpRequest, raw: str | None) -> Project | None:
+    if not raw:
+        return None
+    try:
+        project = Project.objects.select_related("brand").filter(pk=int(raw), deleted_at__isnull=True).first()
+    except ValueError:
+        raise ApiError(400, "project_id must be an integer.") from None
+    if project is None or not (request.user.is_staff or project.brand.user_id == request.user.pk):
+        raise ApiError(404, "Project not found.")
+    return project
+
+
+@api_view(("POST",))
+@idempotent("asset")
+def upload_asset(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApiError(400, "Send the file as multipart field 'file'.")
+    title = (request.POST.get("title") or "").strip()
+    if not title:
+        raise ApiError(400, "A title is required.")
+    if len(title) > 255:
+        raise ApiError(400, "The title is longer than 255 characters.")
+    project = _project_for(request, request.POST.get("project_id"))
+    try:
+        asset = accept_upload(
+            user=request.user, upload=upload, title=title, description=request.POST.get("description"), project=project
+        )
+    except UploadRejected as exc:
+        raise ApiError(400, str(exc)) from None
+    return JsonResponse(asset_json(asset), status=202)
+
+
+@api_view(("GET", "DELETE"))
+def asset_detail(request: HttpRequest, asset_id: int) -> JsonResponse:
+    asset = _own_asset(request, asset_id)
+    if request.method == "DELETE":
+        with transaction.atomic():
+            IpAsset.objects.filter(pk=asset.pk).update(deleted_at=timezone.now(), updated_by=request.user)
+            audit(asset, "ASSET_DELETED", asset.status, asset.status, actor=request.user)
+        asset.refresh_from_db()
+    return JsonResponse(asset_json(asset))
+
+
+@api_view(("POST",))
+@idempotent("asset")
+def rescan_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
+    asset = _own_asset(request, asset_id)
+    if asset.scan_status == ScanStatus.INFECTED:
+        raise ApiError(409, "The asset is infected and quarantined; it cannot be rescanned.")
+    with transaction.atomic():
+        IpAsset.objects.filter(pk=asset.pk).update(scan_status=ScanStatus.PENDING, scan_result=None)
+        audit(asset, "ASSET_RESCAN_REQUESTED", asset.status, asset.status, actor=request.user)
+        job_id = enqueue("asset-virus-scan", asset_id=asset.pk, force=True, dedup_key=f"asset-{asset.pk}")
+    asset.refresh_from_db()
+    return JsonResponse({**asset_json(asset), "job_id": job_id}, status=202)
+
+
+@api_view(("POST",))
+@idempotent("asset")
+def regenerate_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
+    from jobs.assets import enqueue_processing
+
+    asset = _own_asset(request, asset_id)
+    steps = json_body(request).get("steps") or list(REGENERATABLE)
+    if not isinstance(steps, list) or not steps or any(step not in REGENERATABLE for step in steps):
+        raise ApiError(400, f"steps must be a list drawn from {', '.join(REGENERATABLE)}.")
+    if asset.scan_status != ScanStatus.CLEAN:
+        raise ApiError(409, f"The asset has not passed the virus scan (scan status {asset.scan_status}).")
+    if asset.status == AssetStatus.REJECTED:
+        raise ApiError(409, f"The asset was rejected: {asset.rejection_reason}")
+    with transaction.atomic():
+        job_ids = enqueue_processing(asset.pk, tuple(dict.fromkeys(steps)))
+    return JsonResponse({"id": asset.pk, "jobs": job_ids}, status=202)
+
+
+def _asset_for_key(key: str) -> IpAsset | None:
+    parts = key.split("/")
+    if parts[0] == "derivatives" and len(parts) > 2 and parts[1].isdigit():
+        return IpAsset.objects.filter(pk=int(parts[1])).first()
+    if parts[0] == "quarantine":
+        return IpAsset.objects.filter(quarantine_key=key).first()
+    return IpAsset.objects.filter(storage_key=key).first()
+
+
+@api_view(("GET",))
+def stored_file(request: HttpRequest, key: str) -> FileResponse:
+    """A stored file of an asset (what `default_storage.url()` points at for local
+    storage), for the asset's owner or staff; quarantined files for staff only."""
+    asset = _asset_for_key(key)
+    allowed = (
+        asset is not None
+        and asset.deleted_at is None
+        and (request.user.is_staff or (asset.created_by_id == request.user.pk and not key.startswith("quarantine/")))
+    )
+    if not allowed or not default_storage.exists(key):
+        raise ApiError(404, "File not found.")
+    content_type, _ = mimetypes.guess_type(key)
+    return FileResponse(default_storage.open(key, "rb"), content_type=content_type or "application/octet-stream")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BrandsConfig(AppConfig):
+    name = "yesgoddess.brands"
+    label = "brands"

@@ -1,0 +1,99 @@
+"""Creating in-app notifications and sending templated email.
+
+Every email is a Django template pair, `email/<name>.txt` and `email/<name>.html`, with
+the subject on the first line of `email/<name>.subject.txt`. `send_templated_email`
+reports what really happened: it returns how many messages the backend accepted and
+lets a delivery error propagate, so a job retries instead of counting a failure as sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.template.loader import render_to_string
+
+from .models import Notification
+
+log = logging.getLogger(__name__)
+
+
+def notify(
+    user_ids: Iterable[int],
+    *,
+    type: str,
+    title: str,
+    message: str,
+    priority: str = Notification.Priority.MEDIUM,
+    action_url: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> int:
+    """Create one in-app notification per user; return how many were created."""
+    rows = [
+        Notification(
+            user_id=user_id,
+            type=type,
+            title=title,
+            message=message,
+            priority=priority,
+            action_url=action_url,
+            metadata=metadata,
+        )
+        for user_id in dict.fromkeys(user_ids)
+    ]
+    Notification.objects.bulk_create(rows)
+    return len(rows)
+
+
+def admin_user_ids() -> list[int]:
+    return list(get_user_model().objects.filter(is_staff=True, is_active=True).values_list("pk", flat=True))
+
+
+def admin_emails() -> list[str]:
+    """ADMIN_EMAILS when set, else the addresses of active staff users."""
+    if settings.ADMIN_EMAILS:
+        return list(settings.ADMIN_EMAILS)
+    users = get_user_model().objects.filter(is_staff=True, is_active=True).exclude(email="")
+    return list(users.values_list("email", flat=True))
+
+
+def render_email(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
+    """(subject, text body, html body) of template `name` rendered with `context`."""
+    subject = render_to_string(f"email/{name}.subject.txt", context).strip().splitlines()[0]
+    return subject, render_to_string(f"email/{name}.txt", context), render_to_string(f"email/{name}.html", context)
+
+
+def send_templated_email(name: str, recipients: Iterable[str], context: dict[str, Any]) -> int:
+    """Send template `name` to each recipient (one message each, one connection)."""
+    to = [address for address in dict.fromkeys(recipients) if address]
+    if not to:
+        return 0
+    subject, text, html = render_email(name, context)
+    messages = []
+    for address in to:
+        message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [address])
+        message.attach_alternative(html, "text/html")
+        messages.append(message)
+    with get_connection() as connection:
+        sent = connection.send_messages(messages) or 0
+    return sent
+
+
+def alert_admins(
+    *,
+    title: str,
+    message: str,
+    email_template: str,
+    context: dict[str, Any],
+    type: str = Notification.Type.SYSTEM,
+    priority: str = Notification.Priority.URGENT,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """In-app notification to every admin and an email to the admin addresses."""
+    notified = notify(admin_user_ids(), type=type, title=title, message=message, priority=priority, metadata=metadata)
+    emailed = send_templated_email(email_template, admin_emails(), context)
+    return {"admins_notified": notified, "admin_emails_sent": emailed}
