@@ -27,8 +27,8 @@ def setup_django(**env: str) -> None:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {"DEBUG": "1", "REDIS_URL": BENCH_REDIS_URL, **os.environ}
-    env.update(PYTHONPATH=str(ROOT), **extra)
+    env = {"DEBUG": "1", "REDIS_URL": BENCH_REDIS_URL, **os.environ, "PYTHONPATH": str(ROOT)}
+    env.update(extra)
     return env
 
 

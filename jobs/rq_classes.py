@@ -6,9 +6,9 @@
 - The workers take their heartbeat and maintenance intervals from settings so that a job
   abandoned by a killed worker is found within two minutes (RQ's defaults: ten).
 - DjangoWorker (forking) closes the parent's database connections before every fork,
-  so that no work horse inherits, and later closes, a socket the parent also uses. It
-  also imports every job function once in the parent: otherwise each work horse
-  imports them again and throws the work away when it exits (bench/job_overhead.py).
+  so that no work horse inherits, and later closes, a socket the parent also uses.
+- Both import every job function once at start (otherwise each work horse imports them
+  again and throws the work away when it exits) and freeze the heap (see _settle_heap).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, Worker
@@ -31,7 +32,10 @@ class JSONJob(Job):
 def _worker_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     kwargs["serializer"] = JSONSerializer
     kwargs["job_class"] = JSONJob
-    kwargs["worker_ttl"] = kwargs.get("worker_ttl") or settings.RQ_WORKER_TTL
+    # django-rq's rqworker always passes --worker-ttl, defaulting to RQ's 420 s: treat
+    # that default as "not chosen", or settings.RQ_WORKER_TTL would never apply.
+    if kwargs.get("worker_ttl") in (None, DEFAULT_WORKER_TTL):
+        kwargs["worker_ttl"] = settings.RQ_WORKER_TTL
     kwargs.setdefault("maintenance_interval", settings.RQ_MAINTENANCE_INTERVAL)
     kwargs.setdefault("job_monitoring_interval", settings.RQ_JOB_MONITORING_INTERVAL)
     return kwargs
@@ -47,15 +51,23 @@ def _preload_jobs() -> None:
     del runtime
 
 
+def _settle_heap() -> None:
+    """Import every job now, then move what exists to the GC's permanent generation.
+
+    A Django process holds far more long-lived objects than a bare RQ worker; without
+    this, every full collection walks them all again (and in a work horse, touching them
+    copies their pages). Measured in bench/job_overhead.py."""
+    _preload_jobs()
+    gc.collect()
+    gc.freeze()
+
+
 class DjangoWorker(Worker):
     """RQ's forking worker: each job in a fresh child process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **_worker_options(kwargs))
-        _preload_jobs()
-        # Objects that exist now are never collected in a work horse: freezing them
-        # keeps the horse's garbage collector from touching (and copying) their pages.
-        gc.freeze()
+        _settle_heap()
 
     def fork_work_horse(self, job: Job, queue: Any) -> None:
         # The parent may have opened a connection (a failure callback during registry
@@ -69,3 +81,4 @@ class DjangoSimpleWorker(SimpleWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **_worker_options(kwargs))
+        _settle_heap()

@@ -148,3 +148,13 @@ def test_a_worker_killed_mid_job_leaves_it_visible_and_requeueable(background_wo
     assert job_id in get_queue("default").get_job_ids()
     run_worker("default")
     assert status(job_id) == "finished"
+
+
+def test_workers_started_by_the_command_use_the_configured_heartbeat(background_worker, settings):
+    worker = background_worker("default", worker_class=SIMPLE)
+    conn = redis_connection()
+    key = wait_until(lambda: next(iter(conn.smembers("rq:workers:default")), None), what="worker registered")
+    ttl = conn.ttl(key)
+    worker.kill()
+    # RQ keeps a worker key for worker_ttl + 60 s; RQ's own default would be 420 + 60.
+    assert 0 < ttl <= settings.RQ_WORKER_TTL + 60, ttl

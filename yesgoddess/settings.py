@@ -175,7 +175,7 @@ RQ = {
     # must therefore enqueue at once when asked.
     "COMMIT_MODE": "auto",
     "JOB_CLASS": "jobs.rq_classes.JSONJob",
-    "WORKER_CLASS": env_str("RQ_WORKER_CLASS", "jobs.rq_classes.DjangoWorker"),
+    "WORKER_CLASS": env_str("RQ_WORKER_CLASS", "jobs.rq_classes.DjangoSimpleWorker"),
     "DEFAULT_RESULT_TTL": 3600,
 }
 # A killed worker's job is found by another worker's maintenance pass. The started-job

@@ -168,9 +168,10 @@ def test_tool_stderr_is_kept_as_a_short_tail() -> None:
     assert len(message) == len("the tool failed: ") + STDERR_TAIL_CHARS
 
 
-def test_missing_tool_is_reported_by_name() -> None:
-    with pytest.raises(MediaError, match="no-such-media-tool is not installed"):
+def test_missing_tool_is_reported_by_name_as_a_machine_fault_not_a_bad_file() -> None:
+    with pytest.raises(RuntimeError, match="no-such-media-tool is not installed") as caught:
         run_tool(["no-such-media-tool"], timeout=5, failure="x")
+    assert not isinstance(caught.value, MediaError)  # the upload must not be rejected for it
 
 
 def test_failure_while_writing_leaves_no_temp_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,7 +45,9 @@ def run_tool(args: Sequence[str], *, timeout: float, failure: str) -> bytes:
             check=False,
         )
     except FileNotFoundError as exc:
-        raise MediaError(f"{tool} is not installed on this machine") from exc
+        # The machine's fault, not the file's: not a MediaError, so the job retries and
+        # reports instead of rejecting the user's upload.
+        raise RuntimeError(f"{tool} is not installed on this machine") from exc
     except subprocess.TimeoutExpired as exc:
         raise MediaError(f"{failure}: {tool} timed out after {timeout:g} s; {stderr_tail(exc.stderr)}") from exc
     if result.returncode != 0:
