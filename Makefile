@@ -15,7 +15,7 @@ run: services
 	python manage.py migrate --no-input
 	python manage.py schedule_jobs
 	python manage.py collectstatic --no-input -v 0
-	honcho start web worker media scheduler
+	honcho start --port 8000 web worker media scheduler
 
 test: services
 	python -m pytest $(PYTEST_ARGS)
