@@ -31,6 +31,11 @@ class CronEntry:
 SCHEDULE: tuple[CronEntry, ...] = (
     CronEntry("idempotency-cleanup", "0 */6 * * *", "idempotency-cleanup", "Every 6 hours, on the hour."),
     CronEntry("notification-cleanup", "0 3 * * *", "notification-cleanup", "Daily at 03:00."),
+    CronEntry("token-cleanup", "0 * * * *", "token-cleanup", "Hourly, on the hour."),
+    CronEntry("session-cleanup", "0 */6 * * *", "session-cleanup", "Every 6 hours, on the hour."),
+    CronEntry("account-deletion", "0 2 * * *", "account-deletion", "Daily at 02:00."),
+    CronEntry("failed-login-monitor", "*/15 * * * *", "failed-login-monitor", "Every 15 minutes."),
+    CronEntry("password-security-cleanup", "*/15 * * * *", "password-security-cleanup", "Every 15 minutes."),
     CronEntry("upload-cleanup", "0 * * * *", "upload-cleanup", "Hourly, on the hour."),
     CronEntry("asset-cleanup", "0 2 * * *", "asset-cleanup", "Daily at 02:00."),
     CronEntry("storage-metrics-calculation", "0 2 * * *", "storage-metrics-calculation", "Daily at 02:00."),

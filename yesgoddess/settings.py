@@ -120,6 +120,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "yesgoddess.urls"
 WSGI_APPLICATION = "yesgoddess.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["yesgoddess.accounts.auth.LockoutAwareBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TEMPLATES = [

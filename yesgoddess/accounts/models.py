@@ -20,9 +20,23 @@ class User(AbstractUser):
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # A lockout is a time, never is_active=False: an admin's deactivation and a lockout
+    # must not be confused, so the unlock job can never re-activate a deactivated user.
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lock_reason = models.CharField(max_length=64, blank=True, default="")
+    anonymised_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "users"
+        indexes = [
+            models.Index(fields=["deleted_at"], name="users_deleted_idx", condition=models.Q(deleted_at__isnull=False)),
+            models.Index(
+                fields=["locked_until"], name="users_locked_idx", condition=models.Q(locked_until__isnull=False)
+            ),
+        ]
+
+    def is_locked(self, now=None) -> bool:
+        return self.locked_until is not None and self.locked_until > (now or timezone.now())
 
 
 TOKEN_PREFIX = "yg_"
@@ -67,3 +81,87 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+
+class VerificationToken(models.Model):
+    """An email-verification token (stored hashed)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "verification_tokens"
+        indexes = [models.Index(fields=["expires"], name="verification_expires_idx")]
+
+
+class PasswordResetToken(models.Model):
+    """A password-reset token (stored hashed); `used_at` once redeemed."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "password_reset_tokens"
+        indexes = [models.Index(fields=["expires"], name="reset_expires_idx")]
+
+
+class RememberMeToken(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="remember_me_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    device_info = models.TextField(blank=True, default="")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True, default="")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "remember_me_tokens"
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="remember_user_created_idx"),
+            models.Index(fields=["expires_at"], name="remember_expires_idx"),
+        ]
+
+
+class LoginAttempt(models.Model):
+    """Every login attempt, from any entry point (Django's auth signals)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    email = models.CharField(max_length=254, help_text="lower-cased")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True, default="")
+    success = models.BooleanField(default=False)
+    failure_reason = models.CharField(max_length=32, blank=True, default="")
+    timestamp = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "login_attempts"
+        indexes = [
+            # failed-login-monitor reads only recent failures: a partial index keeps it small.
+            models.Index(fields=["timestamp"], name="login_failures_recent_idx", condition=models.Q(success=False)),
+            models.Index(fields=["email", "-timestamp"], name="login_email_idx"),
+            models.Index(fields=["ip_address", "-timestamp"], name="login_ip_idx"),
+        ]
+
+
+class SecurityAlert(models.Model):
+    """One alert sent, so that each is sent once per subject per 15-minute window."""
+
+    kind = models.CharField(max_length=32)
+    subject = models.CharField(max_length=254, help_text="lower-cased email or IP address")
+    window_start = models.DateTimeField()
+    failures = models.IntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "security_alerts"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "subject", "window_start"], name="security_alert_once_per_window")
+        ]
