@@ -51,11 +51,14 @@ def cleanup_tokens() -> dict[str, int]:
     used_reset = delete_in_chunks(
         PasswordResetToken.objects.filter(used_at__lt=now - USED_RESET_TOKEN_RETENTION), _batch_seconds()
     )
+    sweeps = (verification, expired_reset, used_reset)
     return {
         "verification_tokens": verification.deleted,
         "expired_reset_tokens": expired_reset.deleted,
         "used_reset_tokens": used_reset.deleted,
-        "deleted": verification.deleted + expired_reset.deleted + used_reset.deleted,
+        "deleted": sum(s.deleted for s in sweeps),
+        "statements": sum(s.statements for s in sweeps),
+        "longest_statement_ms": round(max(s.longest_statement_s for s in sweeps) * 1000),
     }
 
 

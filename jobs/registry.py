@@ -206,6 +206,15 @@ JOBS: dict[str, JobSpec] = _table(
         retry_intervals=(60, 120),
         result_ttl=7 * DAY,
     ),
+    JobSpec(
+        name="ownership-verification",
+        path="jobs.ownership.verify_ownership",
+        queue="scheduled",
+        description="Find assets whose active ownership shares do not sum to 10,000 bps; tell admins once each.",
+        timeout=1800,
+        retry_intervals=(60, 60, 60),
+        result_ttl=7 * DAY,
+    ),
     # --- framework self-checks (operators: `run_job ping`) -----------------------------
     JobSpec(
         name="ping",

@@ -38,5 +38,6 @@ SCHEDULE: tuple[CronEntry, ...] = (
     CronEntry("password-security-cleanup", "*/15 * * * *", "password-security-cleanup", "Every 15 minutes."),
     CronEntry("upload-cleanup", "0 * * * *", "upload-cleanup", "Hourly, on the hour."),
     CronEntry("asset-cleanup", "0 2 * * *", "asset-cleanup", "Daily at 02:00."),
+    CronEntry("ownership-verification", "0 2 * * *", "ownership-verification", "Daily at 02:00."),
     CronEntry("storage-metrics-calculation", "0 2 * * *", "storage-metrics-calculation", "Daily at 02:00."),
 )

@@ -183,3 +183,24 @@ class StorageMetrics(models.Model):
         indexes = [
             models.Index(fields=["entity_type", "entity_id", "-snapshot_date"], name="storage_metrics_entity_idx")
         ]
+
+
+class OwnershipFinding(models.Model):
+    """An asset whose active ownership shares do not sum to 10,000 bps (no owners
+    included). Open while `resolved_at` is null; admins are told once per finding."""
+
+    ip_asset = models.ForeignKey(IpAsset, on_delete=models.CASCADE, related_name="ownership_findings")
+    total_bps = models.IntegerField()
+    owner_count = models.IntegerField()
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "ownership_findings"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ip_asset"], condition=Q(resolved_at__isnull=True), name="ownership_finding_one_open"
+            )
+        ]
