@@ -33,8 +33,9 @@ def main() -> None:
         # Spread over the last 24 h: 50,000 accounts, 20,000 IPs, one attempt in three fails.
         cursor.execute(
             "INSERT INTO login_attempts (email, ip_address, user_agent, success, failure_reason, timestamp) "
-            "SELECT 'user' || (g % 50000) || '@example.com', ('10.' || (g % 200) || '.' || (g % 100) || '.1')::inet, "
-            "'bench', g % 3 <> 0, CASE WHEN g % 3 = 0 THEN 'INVALID_PASSWORD' ELSE '' END, "
+            "SELECT 'user' || (g %% 50000) || '@example.com', "
+            "('10.' || (g %% 200) || '.' || (g %% 100) || '.1')::inet, "
+            "'bench', g %% 3 <> 0, CASE WHEN g %% 3 = 0 THEN 'INVALID_PASSWORD' ELSE '' END, "
             "now() - (random() * interval '24 hours') FROM generate_series(1, %s) g",
             [options.attempts],
         )

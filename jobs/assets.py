@@ -53,14 +53,34 @@ def processable_asset(asset_id: int) -> IpAsset | None:
     return asset
 
 
-def enqueue_processing(asset_id: int, steps: tuple[str, ...] = ("thumbnails", "metadata")) -> dict[str, str]:
-    """Enqueue the media jobs for `steps` and the finalize job after them (deduplicated
-    per asset, so a second request while they are queued adds nothing)."""
-    names = {"thumbnails": "asset-thumbnail-generation", "metadata": "asset-metadata-extraction"}
-    ids = {step: enqueue(names[step], asset_id=asset_id, dedup_key=f"asset-{asset_id}") for step in steps}
-    ids["finalize"] = enqueue(
-        "asset-virus-scan-finalize", asset_id=asset_id, depends_on=list(ids.values()), dedup_key=f"asset-{asset_id}"
-    )
+STEP_JOBS = {
+    "thumbnails": "asset-thumbnail-generation",
+    "metadata": "asset-metadata-extraction",
+    "preview": "asset-preview-generation",
+    "variants": "asset-format-conversion",
+}
+# What else runs after a clean scan, by type (spec A §2.4 port note, the original's
+# getDefaultProcessingConfig): previews for video and audio, web variants for images and
+# audio; video renditions only on request (expensive).
+AFTER_SCAN = {"IMAGE": ("variants",), "VIDEO": ("preview",), "AUDIO": ("preview", "variants")}
+FIRST_STEPS = ("thumbnails", "metadata")
+
+
+def enqueue_processing(
+    asset_id: int, steps: tuple[str, ...] = FIRST_STEPS, asset_type: str | None = None
+) -> dict[str, str]:
+    """Enqueue the media jobs for `steps` (plus the type's extras after a scan), and the
+    finalize job after thumbnails and metadata. Previews and variants depend on those
+    too: they run later and never hold up the move to REVIEW. Deduplicated per asset."""
+    first = [step for step in steps if step in FIRST_STEPS]
+    later = dict.fromkeys(s for s in (*steps, *AFTER_SCAN.get(asset_type or "", ())) if s not in FIRST_STEPS)
+    dedup = f"asset-{asset_id}"
+    ids = {step: enqueue(STEP_JOBS[step], asset_id=asset_id, dedup_key=dedup) for step in first}
+    first_ids = list(ids.values())
+    for step in later:
+        ids[step] = enqueue(STEP_JOBS[step], asset_id=asset_id, depends_on=first_ids or None, dedup_key=dedup)
+    if first_ids:
+        ids["finalize"] = enqueue("asset-virus-scan-finalize", asset_id=asset_id, depends_on=first_ids, dedup_key=dedup)
     return ids
 
 
@@ -101,7 +121,7 @@ def _handle_clean(asset: IpAsset, result: dict[str, Any]) -> dict[str, Any]:
         )
         audit(asset, "ASSET_SCAN_CLEAN", asset.status, asset.status, engine=result["engine"])
         if asset.status == AssetStatus.PROCESSING:
-            enqueue_processing(asset.pk)
+            enqueue_processing(asset.pk, asset_type=asset.type)
     return {"clean": 1}
 
 

@@ -225,6 +225,10 @@ CLAMD_SOCKET = env_str("CLAMD_SOCKET", str(VAR_DIR / "run" / "clamd.sock"))
 # refused by the scanner instead of scanned.
 CLAMD_STREAM_MAX_LENGTH = env_int("CLAMD_STREAM_MAX_LENGTH", UPLOAD_MAX_BYTES, minimum=UPLOAD_MAX_BYTES)
 
+# Key of the HMAC behind forensic watermark ids. Changing it makes ids issued before
+# unverifiable, so production sets its own; the default derives from SECRET_KEY.
+WATERMARK_FORENSIC_KEY = env_str("WATERMARK_FORENSIC_KEY", "") or f"forensic:{SECRET_KEY}"
+
 # --- retention of system rows --------------------------------------------------------
 
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/assets/<int:asset_id>/", asset_views.asset_detail, name="api-asset-detail"),
     path("api/assets/<int:asset_id>/rescan", asset_views.rescan_asset, name="api-asset-rescan"),
     path("api/assets/<int:asset_id>/regenerate", asset_views.regenerate_asset, name="api-asset-regenerate"),
+    path("api/assets/<int:asset_id>/watermark", asset_views.watermark_asset, name="api-asset-watermark"),
     # Files of local storage, with the asset's access rules (S3 storage hands out its
     # own URLs instead).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:key>", asset_views.stored_file, name="stored-file"),

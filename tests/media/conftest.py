@@ -43,3 +43,22 @@ def mp3_file(media_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def wav_file(media_dir: Path) -> Path:
     return samples.make_audio(media_dir / "tone.wav", seconds=2)
+
+
+# --- Previews, conversion and watermarking ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def clip_with_audio(media_dir: Path) -> Path:
+    """2 s of 320x240 test pattern with an AAC tone."""
+    return samples.make_clip(media_dir / "small-with-audio.mp4", seconds=2, with_audio=True)
+
+
+@pytest.fixture(scope="session")
+def clip_without_audio(media_dir: Path) -> Path:
+    return samples.make_clip(media_dir / "small-silent.mp4", seconds=2)
+
+
+@pytest.fixture(scope="session")
+def logo_png(media_dir: Path) -> Path:
+    return samples.make_logo_png(media_dir / "logo.png")

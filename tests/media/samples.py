@@ -150,3 +150,107 @@ def png_declaring_size(width: int, height: int) -> bytes:
 def junk_bytes(size: int, seed: int = 20240601) -> bytes:
     """Random-looking bytes from a fixed seed: truly random input can, rarely, look like some format."""
     return random.Random(seed).randbytes(size)
+
+
+# --- Inputs for the preview, conversion and watermark tests -------------------------------------
+
+
+def make_clip(
+    path: Path,
+    *,
+    size: str = "320x240",
+    seconds: float = 2,
+    rate: float = 25,
+    with_audio: bool = False,
+    noisy: bool = False,
+    video_filter: str | None = None,
+    audio_codec: str = "aac",
+) -> Path:
+    """A test-pattern video; `noisy` adds grain so the encoder must spend its whole bit budget."""
+    inputs = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if with_audio:
+        inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    filters = [f for f in ("noise=alls=60:allf=t" if noisy else None, video_filter) if f]
+    codecs = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast"]
+    codecs += ["-vf", ",".join(filters)] if filters else []
+    codecs += ["-c:a", audio_codec, "-shortest"] if with_audio else []
+    run_ffmpeg(*inputs, *codecs, str(path))
+    return path
+
+
+def make_marker_video(path: Path, *, seconds: float, size: str = "160x120", segments: list[tuple[float, str]]) -> Path:
+    """Black video whose colour switches at given times: [(from_seconds, colour), ...]."""
+    boxes = [f"drawbox=x=0:y=0:w=iw:h=ih:color={colour}:t=fill:enable='gte(t,{start})'" for start, colour in segments]
+    run_ffmpeg(
+        "-f", "lavfi", "-i", f"color=c=black:s={size}:r=25:d={seconds}", "-vf", ",".join(boxes),
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", str(path),
+    )  # fmt: skip
+    return path
+
+
+def make_noise_audio(path: Path, *, seconds: float = 2, sample_rate: int = 44100, channels: int = 2) -> Path:
+    """Pink noise: unlike a sine, it makes AAC use the bit rate it is given."""
+    layout = "stereo" if channels == 2 else "mono"
+    run_ffmpeg(
+        "-f", "lavfi", "-i", f"anoisesrc=color=pink:duration={seconds}:sample_rate={sample_rate}:amplitude=0.5",
+        "-af", f"aformat=channel_layouts={layout}", str(path),
+    )  # fmt: skip
+    return path
+
+
+def make_delayed_tone(path: Path, *, seconds: float, tone_from: float, sample_rate: int = 8000) -> Path:
+    """Silence until `tone_from`, then a 440 Hz tone: shows where a clip was cut from."""
+    expression = f"if(gte(t\\,{tone_from})\\,0.5*sin(2*PI*440*t)\\,0)"
+    run_ffmpeg("-f", "lavfi", "-i", f"aevalsrc={expression}:s={sample_rate}:d={seconds}", str(path))
+    return path
+
+
+def make_rgba_png(path: Path, size: tuple[int, int] = (300, 200)) -> Path:
+    """Left half opaque gradient, right half fully transparent."""
+    image = make_gradient_rgb(size).convert("RGBA")
+    alpha = Image.new("L", size, 255)
+    alpha.paste(0, (size[0] // 2, 0, size[0], size[1]))
+    image.putalpha(alpha)
+    image.save(path, "PNG")
+    return path
+
+
+def make_flat_image(path: Path, size: tuple[int, int] = (400, 300), colour: tuple[int, int, int] = (0, 0, 0)) -> Path:
+    """One colour everywhere, so any change made by a watermark is easy to locate."""
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def make_logo_png(path: Path, size: tuple[int, int] = (100, 50)) -> Path:
+    """An opaque red rectangle: easy to find in a watermarked picture."""
+    Image.new("RGBA", size, (255, 0, 0, 255)).save(path, "PNG")
+    return path
+
+
+def ffprobe_json(path: Path) -> dict:
+    """ffprobe's view of a file, run directly rather than through the code under test."""
+    import json
+
+    output = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return json.loads(output)
+
+
+def streams_of(path: Path, codec_type: str) -> list[dict]:
+    return [stream for stream in ffprobe_json(path)["streams"] if stream["codec_type"] == codec_type]
+
+
+def frame_at(path: Path, seconds: float = 0, *, from_end: float | None = None) -> Image.Image:
+    """One decoded frame as RGB, `seconds` from the start or `from_end` seconds before the end."""
+    seek = ["-sseof", f"-{from_end}"] if from_end is not None else ["-ss", f"{seconds}"]
+    output = subprocess.run(
+        ["ffmpeg", "-v", "error", *seek, "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return Image.open(io.BytesIO(output)).convert("RGB")

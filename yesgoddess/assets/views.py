@@ -17,7 +17,8 @@ from yesgoddess.projects.models import Project
 from .models import AssetStatus, IpAsset, ScanStatus
 from .services import UploadRejected, accept_upload, asset_json, audit
 
-REGENERATABLE = ("thumbnails", "metadata")
+REGENERATABLE = ("thumbnails", "metadata", "preview", "variants")
+STEP_TYPES = {"preview": ("VIDEO", "AUDIO"), "variants": ("IMAGE", "VIDEO", "AUDIO")}
 
 
 def _own_asset(request: HttpRequest, asset_id: int) -> IpAsset:
@@ -98,9 +99,61 @@ def regenerate_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
         raise ApiError(409, f"The asset has not passed the virus scan (scan status {asset.scan_status}).")
     if asset.status == AssetStatus.REJECTED:
         raise ApiError(409, f"The asset was rejected: {asset.rejection_reason}")
+    for step in steps:
+        if asset.type not in STEP_TYPES.get(step, (asset.type,)):
+            raise ApiError(400, f"'{step}' is made for {', '.join(STEP_TYPES[step])} assets, not {asset.type}.")
     with transaction.atomic():
         job_ids = enqueue_processing(asset.pk, tuple(dict.fromkeys(steps)))
     return JsonResponse({"id": asset.pk, "jobs": job_ids}, status=202)
+
+
+def _watermark_options(body: dict, request: HttpRequest) -> dict:
+    from yesgoddess.media.watermark import POSITIONS
+
+    text, logo = body.get("text"), body.get("logo_asset_id")
+    position = body.get("position", "bottom-right")
+    opacity, scale = body.get("opacity", 0.5), body.get("scale", 0.2)
+    forensic = body.get("forensic", False)
+    if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > 200):
+        raise ApiError(400, "text must be a non-empty string of at most 200 characters.")
+    if logo is not None and not isinstance(logo, int):
+        raise ApiError(400, "logo_asset_id must be an asset id.")
+    if position not in POSITIONS:
+        raise ApiError(400, f"position must be one of {', '.join(POSITIONS)}.")
+    if not isinstance(opacity, (int, float)) or not 0 < opacity <= 1:
+        raise ApiError(400, "opacity must be a number above 0 and at most 1.")
+    if not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+        raise ApiError(400, "scale must be a number above 0 and at most 1.")
+    if not isinstance(forensic, bool):
+        raise ApiError(400, "forensic must be true or false.")
+    if text is None and logo is None and not forensic:
+        raise ApiError(400, "Give text, a logo_asset_id, or forensic: true.")
+    if logo is not None:
+        logo_asset = _own_asset(request, logo)
+        if logo_asset.type != "IMAGE" or logo_asset.scan_status != ScanStatus.CLEAN:
+            raise ApiError(400, "The logo must be a clean image asset.")
+    return {
+        "text": text,
+        "logo_asset_id": logo,
+        "position": position,
+        "opacity": float(opacity),
+        "scale": float(scale),
+        "forensic": forensic,
+        "user_id": request.user.pk if forensic else None,
+    }
+
+
+@api_view(("POST",))
+@idempotent("asset")
+def watermark_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
+    asset = _own_asset(request, asset_id)
+    if asset.type not in ("IMAGE", "VIDEO"):
+        raise ApiError(400, f"Watermarks are for images and videos, not {asset.type}.")
+    if asset.scan_status != ScanStatus.CLEAN or asset.status == AssetStatus.REJECTED:
+        raise ApiError(409, f"The asset is not ready (status {asset.status}, scan {asset.scan_status}).")
+    options = _watermark_options(json_body(request), request)
+    job_id = enqueue("asset-watermarking", asset_id=asset.pk, **options)
+    return JsonResponse({"id": asset.pk, "job_id": job_id}, status=202)
 
 
 def _asset_for_key(key: str) -> IpAsset | None:
