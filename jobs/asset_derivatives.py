@@ -159,7 +159,8 @@ def watermark_asset(
     logo = IpAsset.objects.filter(pk=logo_asset_id, deleted_at__isnull=True).first() if logo_asset_id else None
     if logo_asset_id and logo is None:
         raise JobInputError(f"Logo asset {logo_asset_id} does not exist.")
-    suffix = Path(asset.storage_key).suffix.lower() or (".mp4" if asset.type == AssetType.VIDEO else ".png")
+    # Videos come out as MP4 whatever the source container; images keep their format.
+    suffix = ".mp4" if asset.type == AssetType.VIDEO else (Path(asset.storage_key).suffix.lower() or ".png")
     name = f"watermarked/{fid or 'standard'}{suffix}"
     with local_copy(asset.storage_key) as source, tempfile.TemporaryDirectory(prefix="watermark-") as out:
         with local_copy(logo.storage_key) if logo else contextlib.nullcontext() as logo_path:
@@ -169,10 +170,9 @@ def watermark_asset(
                 "logo_path": logo_path,
                 "position": position,
                 "opacity": opacity,
+                "scale": scale,
                 "forensic_id": fid,
             }
-            if asset.type == AssetType.IMAGE:
-                options["scale"] = scale
             try:
                 made = mark(source, Path(out) / Path(name).name, **options)
             except MediaError as exc:
