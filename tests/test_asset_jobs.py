@@ -169,6 +169,14 @@ def bomb_png() -> bytes:
     return samples.png_declaring_size(40000, 40000)  # 1.6 gigapixels: over Pillow's guard
 
 
+def corrupt_png(tmp_path: Path) -> bytes:
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    return data[:40] + b"\x00" * (len(data) - 40)  # signature and header intact, pixel data destroyed
+
+
 def corrupt_pdf() -> bytes:
     return b"%PDF-1.7\n" + b"\x00garbage" * 200
 
@@ -182,10 +190,11 @@ def unreadable_video() -> bytes:
     [
         (lambda p: jpeg_bytes(p)[:2000], "IMAGE", "image/jpeg", "corrupt"),
         (lambda p: bomb_png(), "IMAGE", "image/png", "decompression"),
+        (corrupt_png, "IMAGE", "image/png", "image format that can be read"),
         (lambda p: corrupt_pdf(), "DOCUMENT", "application/pdf", "PDF"),
         (lambda p: unreadable_video(), "VIDEO", "video/mp4", "ffprobe"),
     ],
-    ids=["truncated-jpeg", "decompression-bomb", "corrupt-pdf", "unreadable-video"],
+    ids=["truncated-jpeg", "decompression-bomb", "corrupt-png", "corrupt-pdf", "unreadable-video"],
 )
 def test_unusable_files_are_rejected_with_a_reason_and_leave_no_files(user, tmp_path, maker, type, mime, reason):
     asset = stored_asset(user, maker(tmp_path), "bad", type=type, mime=mime, scan_status=ScanStatus.CLEAN)
