@@ -49,7 +49,7 @@ def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
             "status": job.get_status(),
             "progress": job.meta.get("progress"),
             "result": result.return_value if result and result.type == result.Type.SUCCESSFUL else None,
-            "error": (result.exc_string or "").strip().splitlines()[-1:] if result and result.exc_string else None,
+            "error": result.exc_string.strip().splitlines()[-1] if result and result.exc_string else None,
             "enqueued_at": job.enqueued_at.isoformat() if job.enqueued_at else None,
             "ended_at": job.ended_at.isoformat() if job.ended_at else None,
         }

@@ -183,3 +183,12 @@ def test_admin_shows_cron_entries_with_their_next_run_and_job_details(staff, run
     detail = client.get(f"/admin/django_rq/dashboard/queues/{list(QUEUES).index('default')}/{job_id}/")
     assert detail.status_code == 200 and job_id in detail.content.decode()
     assert JSONJob.fetch(job_id, connection=redis_connection()).get_status() == "finished"
+
+
+def test_a_failed_job_shows_its_error_in_the_status(staff, run_worker):
+    client, headers = Client(), bearer(staff)
+    job_id = post(client, {"name": "test-reject-input", "kwargs": {"user_id": 424242}}, **headers).json()["job_id"]
+    run_worker("default")
+    status = client.get(f"/api/jobs/{job_id}/", **headers).json()
+    assert status["status"] == "failed" and status["result"] is None
+    assert status["error"] == "jobs.errors.JobInputError: user 424242 does not exist"
