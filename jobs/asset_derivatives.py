@@ -23,7 +23,7 @@ from yesgoddess.media.forensic import forensic_id
 from yesgoddess.media.previews import make_audio_preview, make_video_preview
 from yesgoddess.media.watermark import POSITIONS, watermark_image, watermark_video
 
-from .assets import processable_asset
+from .assets import failure_recorder, processable_asset
 from .errors import JobInputError
 
 PREVIEW_TYPES = (AssetType.VIDEO, AssetType.AUDIO)
@@ -49,17 +49,9 @@ def store(asset_id: int, local: str | Path, name: str) -> str:
         return default_storage.save(f"derivatives/{asset_id}/{name}", File(fh))
 
 
-def record_failure(key: str):
-    def hook(kwargs: dict[str, Any], error: str, job_id: str) -> None:
-        if IpAsset.objects.filter(pk=kwargs.get("asset_id")).exists():
-            merge_metadata(kwargs["asset_id"], key, {"error": error, "failed_at": timezone.now().isoformat()})
-
-    return hook
-
-
-record_preview_failure = record_failure("preview")
-record_variants_failure = record_failure("variants")
-record_watermark_failure = record_failure("watermark")
+record_preview_failure = failure_recorder("preview")
+record_variants_failure = failure_recorder("variants")
+record_watermark_failure = failure_recorder("watermark")
 
 
 # --- asset-preview-generation ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +222,18 @@ def generate_thumbnails(*, asset_id: int) -> dict[str, Any]:
     return {"thumbnails": len(sizes)}
 
 
-def record_thumbnail_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:
-    if IpAsset.objects.filter(pk=kwargs.get("asset_id")).exists():
-        merge_metadata(kwargs["asset_id"], "thumbnails", {"error": error, "failed_at": timezone.now().isoformat()})
+def failure_recorder(key: str) -> Callable[[dict[str, Any], str, str], None]:
+    """A final-failure hook that records the error under metadata[key] (the job's own key),
+    where the API shows it, without touching what other jobs wrote."""
+
+    def record(kwargs: dict[str, Any], error: str, job_id: str) -> None:
+        if IpAsset.objects.filter(pk=kwargs.get("asset_id")).exists():
+            merge_metadata(kwargs["asset_id"], key, {"error": error, "failed_at": timezone.now().isoformat()})
+
+    return record
+
+
+record_thumbnail_failure = failure_recorder("thumbnails")
 
 
 # --- asset-metadata-extraction --------------------------------------------------------------
@@ -254,9 +264,7 @@ def extract_asset_metadata(*, asset_id: int) -> dict[str, Any]:
     return {"fields": len(extracted)}
 
 
-def record_metadata_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:
-    if IpAsset.objects.filter(pk=kwargs.get("asset_id")).exists():
-        merge_metadata(kwargs["asset_id"], "extracted", {"error": error, "failed_at": timezone.now().isoformat()})
+record_metadata_failure = failure_recorder("extracted")
 
 
 # --- asset-virus-scan-finalize ----------------------------------------------------------------

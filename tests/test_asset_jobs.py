@@ -247,3 +247,18 @@ def test_every_asset_email_renders_with_its_variables(name):
     assert html.startswith("<!doctype html>") and "7" in html
     if name == "asset_scan_failed":
         assert "boom & bust" in text and "boom &amp; bust" in html  # text unescaped, HTML escaped
+
+
+def test_failure_hooks_record_the_error_under_the_jobs_own_key(user, tmp_path):
+    from jobs.asset_derivatives import record_preview_failure
+    from jobs.assets import record_metadata_failure, record_thumbnail_failure
+
+    asset = stored_asset(user, jpeg_bytes(tmp_path), "a.jpg", metadata={"tags": ["kept"]})
+    record_thumbnail_failure({"asset_id": asset.pk}, "OSError: disk full", "j1")
+    record_metadata_failure({"asset_id": asset.pk}, "TimeoutError: slow", "j2")
+    record_preview_failure({"asset_id": 987654}, "gone", "j3")  # a deleted asset: nothing to record, no error
+    metadata = IpAsset.objects.get(pk=asset.pk).metadata
+    assert metadata["tags"] == ["kept"]
+    assert metadata["thumbnails"]["error"] == "OSError: disk full"
+    assert metadata["extracted"]["error"] == "TimeoutError: slow"
+    assert finish_processing(asset_id=asset.pk) == {"moved_to_review": 0}
