@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -16,25 +15,14 @@ from django.utils import timezone
 from yesgoddess.assets.models import AssetStatus, IpAsset, ScanStatus
 from yesgoddess.assets.services import audit, derivative_keys
 
+from .sweeps import in_pk_batches, referencing_models
+
 log = logging.getLogger(__name__)
 
 SOFT_DELETE_RETENTION = timedelta(days=30)
 ABANDONED_AFTER = timedelta(hours=24)
 FAILED_RETENTION = timedelta(days=7)
 INFECTED_RETENTION = timedelta(days=30)
-BATCH = 200
-
-
-def walk(queryset: QuerySet) -> Iterator[IpAsset]:
-    """Rows of `queryset` in primary-key batches (keyset, never OFFSET): memory stays
-    flat and rows handled (deleted or updated out of the filter) are not met again."""
-    cursor = 0
-    while True:
-        batch = list(queryset.filter(pk__gt=cursor).order_by("pk")[:BATCH])
-        if not batch:
-            return
-        cursor = batch[-1].pk  # read first: deleting an instance clears its pk
-        yield from batch
 
 
 @dataclass
@@ -66,8 +54,7 @@ def hard_delete(asset: IpAsset, action: str, removal: Removal) -> None:
     except (ProtectedError, RestrictedError) as exc:
         removal.skipped_referenced += 1
         removal.skipped_ids.append(asset.pk)
-        referrers = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
-        labels = sorted({obj._meta.label for obj in referrers})
+        labels = referencing_models(exc)
         log.warning("asset=%s kept: still referenced by %s", asset.pk, ", ".join(labels) or "other rows")
         return
     removal.deleted += 1
@@ -94,7 +81,7 @@ def cleanup_deleted_assets() -> dict[str, int]:
     """Hard-delete assets soft-deleted more than 30 days ago, with every stored file."""
     cutoff = timezone.now() - SOFT_DELETE_RETENTION
     removal = Removal()
-    for asset in walk(IpAsset.objects.filter(deleted_at__lt=cutoff)):
+    for asset in in_pk_batches(IpAsset.objects.filter(deleted_at__lt=cutoff)):
         hard_delete(asset, "ASSET_PURGED", removal)
     return report(removal)
 
@@ -142,7 +129,7 @@ def cleanup_uploads(*, dry_run: bool = False) -> dict[str, int]:
         }
     abandoned = 0
     freed = 0
-    for asset in walk(abandoned_uploads(now)):
+    for asset in in_pk_batches(abandoned_uploads(now)):
         if default_storage.exists(asset.storage_key):
             freed += default_storage.size(asset.storage_key)
             default_storage.delete(asset.storage_key)
@@ -157,9 +144,9 @@ def cleanup_uploads(*, dry_run: bool = False) -> dict[str, int]:
                 audit(asset, "ASSET_UPLOAD_ABANDONED", AssetStatus.DRAFT, AssetStatus.REJECTED)
                 abandoned += 1
     failed, infected = Removal(), Removal()
-    for asset in walk(failed_uploads(now)):
+    for asset in in_pk_batches(failed_uploads(now)):
         hard_delete(asset, "ASSET_FAILED_UPLOAD_PURGED", failed)
-    for asset in walk(infected_uploads(now)):
+    for asset in in_pk_batches(infected_uploads(now)):
         hard_delete(asset, "ASSET_INFECTED_PURGED", infected)
     return {
         "abandoned": abandoned,

@@ -19,7 +19,7 @@ from yesgoddess.core.models import AuditEvent
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import admin_user_ids, notify, send_templated_email
 
-from .sweeps import delete_in_chunks
+from .sweeps import delete_in_chunks, in_pk_batches, referencing_models
 
 log = logging.getLogger(__name__)
 
@@ -233,26 +233,18 @@ def delete_accounts() -> dict[str, int]:
     candidates = get_user_model().objects.filter(
         deleted_at__lt=now - ACCOUNT_DELETION_GRACE, anonymised_at__isnull=True
     )
-    cursor_pk = 0
-    while batch := list(candidates.filter(pk__gt=cursor_pk).order_by("pk")[:100]):
-        cursor_pk = batch[-1].pk
-        for user in batch:
-            user_id, role = user.pk, user.role
-            with transaction.atomic():
-                try:
-                    with transaction.atomic():
-                        user.delete()
-                    action = "ACCOUNT_PERMANENTLY_DELETED"
-                    counts["deleted"] += 1
-                except (ProtectedError, RestrictedError) as exc:
-                    referrers = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
-                    _anonymise(get_user_model().objects.get(pk=user_id), now)
-                    action = "ACCOUNT_ANONYMISED"
-                    counts["anonymised"] += 1
-                    log.info(
-                        "user=%s anonymised: referenced by %s", user_id, sorted({obj._meta.label for obj in referrers})
-                    )
-                AuditEvent.objects.create(
-                    action=action, entity_type="user", entity_id=str(user_id), after={"role": role}
-                )
+    for user in in_pk_batches(candidates, batch=100):
+        user_id, role = user.pk, user.role
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    user.delete()
+                action = "ACCOUNT_PERMANENTLY_DELETED"
+                counts["deleted"] += 1
+            except (ProtectedError, RestrictedError) as exc:
+                _anonymise(get_user_model().objects.get(pk=user_id), now)
+                action = "ACCOUNT_ANONYMISED"
+                counts["anonymised"] += 1
+                log.info("user=%s anonymised: referenced by %s", user_id, referencing_models(exc))
+            AuditEvent.objects.create(action=action, entity_type="user", entity_id=str(user_id), after={"role": role})
     return counts

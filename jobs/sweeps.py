@@ -12,10 +12,11 @@ Only for leaf tables: the rows are deleted in SQL, so no Django signal or cascad
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 
 MIN_BLOCKS = 32
 MAX_BLOCKS = 1 << 20
@@ -73,3 +74,19 @@ def delete_in_chunks(queryset: QuerySet, target_seconds: float) -> SweepReport:
         if start >= end:
             end = _table_blocks(table)  # rows added at the end while we swept
     return report
+
+
+def in_pk_batches(queryset: QuerySet, batch: int = 200) -> Iterator[Model]:
+    """Rows of `queryset` in primary-key batches (keyset, never OFFSET): memory stays
+    flat, and rows already handled (deleted, or updated out of the filter) are not met
+    again. For jobs that must handle rows one by one in Python (files, cascades)."""
+    cursor = 0
+    while rows := list(queryset.filter(pk__gt=cursor).order_by("pk")[:batch]):
+        cursor = rows[-1].pk  # read first: deleting an instance clears its pk
+        yield from rows
+
+
+def referencing_models(exc: ProtectedError | RestrictedError) -> list[str]:
+    """Labels of the models whose rows blocked a delete (for the log line)."""
+    rows = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+    return sorted({row._meta.label for row in rows})
