@@ -21,6 +21,13 @@ from django.db.models import Q
 from django.http import HttpRequest
 
 
+def find_user(identifier: str) -> Any:
+    """The user a login identifier names: username, or email in any case (oldest first)."""
+    if not identifier:
+        return None
+    return get_user_model().objects.filter(Q(username=identifier) | Q(email__iexact=identifier)).order_by("pk").first()
+
+
 class AccountLocked(ValidationError):
     def __init__(self, locked_until: Any) -> None:
         when = locked_until.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -40,9 +47,7 @@ class LockoutAwareBackend(ModelBackend):
         identifier = (email or username or kwargs.get(get_user_model().USERNAME_FIELD) or "").strip()
         if not identifier or password is None:
             return None
-        user = (
-            get_user_model().objects.filter(Q(username=identifier) | Q(email__iexact=identifier)).order_by("pk").first()
-        )
+        user = find_user(identifier)
         if user is None:
             get_user_model()().set_password(password)  # same work as a real check: no timing oracle
             return None

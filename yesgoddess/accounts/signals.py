@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.db.models import Q
 from django.http import HttpRequest
 
+from .auth import find_user
 from .models import LoginAttempt
 
 
@@ -34,10 +33,6 @@ def record_failed_login(
     sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
     identifier = str(credentials.get("email") or credentials.get("username") or "")
-    user = (
-        get_user_model().objects.filter(Q(username=identifier) | Q(email__iexact=identifier)).first()
-        if identifier
-        else None
-    )
+    user = find_user(identifier)
     reason = credentials.get("reason") or ("INVALID_PASSWORD" if user is not None else "USER_NOT_FOUND")
     _record(request, (user.email if user is not None and user.email else identifier), user, False, reason)
