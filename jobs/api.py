@@ -30,7 +30,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, JobStatus
 from rq.serializers import JSONSerializer
 
-from .registry import RESERVED_ARGUMENTS, JobSpec, get_spec
+from .registry import JOBS, RESERVED_ARGUMENTS, JobSpec, get_spec
 from .rq_classes import JSONJob
 
 EXECUTE = "jobs.runtime.execute"
@@ -222,8 +222,6 @@ def enqueue(
 
 def reserved_argument_clashes() -> list[str]:
     """Registered jobs whose parameters shadow enqueue()'s own options (a test checks none)."""
-    from .registry import JOBS
-
     return [
         f"{spec.name}.{param}"
         for spec in JOBS.values()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mimetypes
 import re
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.utils import timezone
 
+from jobs.api import enqueue
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.media.detect import asset_type_for_mime, check_declared_type, detect_mime
 
@@ -39,8 +41,6 @@ def sanitize_filename(name: str) -> str:
 
 def declared_type(upload: UploadedFile) -> str | None:
     """The asset type the client claims, from its content type, else the file name."""
-    import mimetypes
-
     claimed = asset_type_for_mime(upload.content_type or "")
     if claimed is None:
         guessed, _ = mimetypes.guess_type(upload.name or "")
@@ -63,8 +63,6 @@ def spooled(upload: UploadedFile) -> Iterator[Path]:
 
 def accept_upload(*, user: Any, upload: UploadedFile, title: str, description: str | None, project: Any) -> IpAsset:
     """Validate, store and register an upload, and enqueue its virus scan (after commit)."""
-    from jobs.api import enqueue
-
     if not upload.size:
         raise UploadRejected("The file is empty.")
     if upload.size > settings.UPLOAD_MAX_BYTES:

@@ -11,7 +11,9 @@ from django.http import FileResponse, HttpRequest, JsonResponse
 from django.utils import timezone
 
 from jobs.api import enqueue
+from jobs.assets import enqueue_processing
 from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
+from yesgoddess.media.watermark import POSITIONS
 from yesgoddess.projects.models import Project
 
 from .models import AssetStatus, IpAsset, ScanStatus
@@ -89,8 +91,6 @@ def rescan_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
 @api_view(("POST",))
 @idempotent("asset")
 def regenerate_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
-    from jobs.assets import enqueue_processing
-
     asset = _own_asset(request, asset_id)
     steps = json_body(request).get("steps") or list(REGENERATABLE)
     if not isinstance(steps, list) or not steps or any(step not in REGENERATABLE for step in steps):
@@ -108,8 +108,6 @@ def regenerate_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
 
 
 def _watermark_options(body: dict, request: HttpRequest) -> dict:
-    from yesgoddess.media.watermark import POSITIONS
-
     text, logo = body.get("text"), body.get("logo_asset_id")
     position = body.get("position", "bottom-right")
     opacity, scale = body.get("opacity", 0.5), body.get("scale", 0.2)
