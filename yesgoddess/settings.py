@@ -104,6 +104,9 @@ INSTALLED_APPS = [
     "yesgoddess.projects",
     "yesgoddess.creators",
     "yesgoddess.assets",
+    "yesgoddess.licensing",
+    "yesgoddess.royalties",
+    "yesgoddess.analytics",
     "jobs",
 ]
 
@@ -217,6 +220,11 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "YesGoddess <no-reply@yesgoddess.local>")
 ADMIN_EMAILS = env_list("ADMIN_EMAILS", [])
+# Base of every link in an email (no trailing slash).
+APP_URL = env_url("APP_URL", "http://localhost:3000", ("http", "https")).rstrip("/")
+# Messages sent over one SMTP connection before it is reopened; also the size of the
+# batches in which a job claims recipients, so a crash repeats at most one batch.
+EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 200, minimum=1)
 
 # --- virus scanner (clamd) ---------------------------------------------------------
 
@@ -233,6 +241,11 @@ WATERMARK_FORENSIC_KEY = env_str("WATERMARK_FORENSIC_KEY", "") or f"forensic:{SE
 
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24, minimum=1)
 CLEANUP_BATCH_SECONDS = float(env_int("CLEANUP_BATCH_MS", 250, minimum=10)) / 1000
+
+# --- licenses ------------------------------------------------------------------------
+
+# Raw usage events are kept this long; daily aggregates forever (spec B §5.5.5).
+USAGE_EVENT_RETENTION_DAYS = env_int("USAGE_EVENT_RETENTION_DAYS", 90, minimum=1)
 
 # --- logging -----------------------------------------------------------------------
 

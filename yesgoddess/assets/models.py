@@ -139,6 +139,7 @@ class IpOwnership(models.Model):
     end_date = models.DateTimeField(null=True, blank=True)
     contract_reference = models.TextField(null=True, blank=True)
     disputed = models.BooleanField(default=False)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="when a dispute was resolved")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -9,12 +9,13 @@ lets a delivery error propagate, so a job retries instead of counting a failure 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import smtplib
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
 from .models import Notification
@@ -65,6 +66,34 @@ def render_email(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, text body, html body) of template `name` rendered with `context`."""
     subject = render_to_string(f"email/{name}.subject.txt", context).strip().splitlines()[0]
     return subject, render_to_string(f"email/{name}.txt", context), render_to_string(f"email/{name}.html", context)
+
+
+def build_email(name: str, to: str, context: dict[str, Any]) -> EmailMultiAlternatives:
+    """One message of template `name` to one address (text with an HTML alternative)."""
+    subject, text, html = render_email(name, context)
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def send_each(messages: Sequence[EmailMessage]) -> list[bool]:
+    """Send messages over one connection per EMAIL_BATCH_SIZE; say which were accepted.
+
+    A message the server refuses (a bad recipient, a rejected message) is False and the
+    rest still go; failing to reach the server at all raises, so the job retries. Callers
+    mark a recipient as sent only where the answer is True.
+    """
+    results: list[bool] = []
+    size = settings.EMAIL_BATCH_SIZE
+    for start in range(0, len(messages), size):
+        with get_connection() as connection:
+            for message in messages[start : start + size]:
+                try:
+                    results.append(bool(connection.send_messages([message])))
+                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
+                    log.warning("email refused by the server: %s", type(exc).__name__)
+                    results.append(False)
+    return results
 
 
 def send_templated_email(name: str, recipients: Iterable[str], context: dict[str, Any]) -> int:
