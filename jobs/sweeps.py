@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model, ProtectedError, QuerySet, RestrictedError
 
 MIN_BLOCKS = 32
@@ -84,6 +84,27 @@ def in_pk_batches(queryset: QuerySet, batch: int = 200) -> Iterator[Model]:
     while rows := list(queryset.filter(pk__gt=cursor).order_by("pk")[:batch]):
         cursor = rows[-1].pk  # read first: deleting an instance clears its pk
         yield from rows
+
+
+def locked_batches(queryset: QuerySet, batch: int) -> Iterator[list[Model]]:
+    """Rows of `queryset` in primary-key batches, each batch locked FOR UPDATE SKIP LOCKED
+    in its own transaction that stays open while the caller handles the batch.
+
+    For once-only sends: the caller sends, then sets the row's marker before the next
+    batch is asked for, so the commit makes the marker visible with the lock released.
+    Another worker running the same job skips the locked rows (no duplicate); if the
+    caller raises, the batch rolls back and its rows are met again by the next run.
+    Rows the caller leaves unmarked (a refused send) are not met again in this walk.
+    """
+    cursor = 0
+    while True:
+        with transaction.atomic():
+            locked = queryset.filter(pk__gt=cursor).select_for_update(skip_locked=True, of=("self",))
+            rows = list(locked.order_by("pk")[:batch])
+            if not rows:
+                return
+            cursor = rows[-1].pk
+            yield rows
 
 
 def referencing_models(exc: ProtectedError | RestrictedError) -> list[str]:

@@ -20,6 +20,16 @@ FORKING = "jobs.rq_classes.DjangoWorker"
 SIMPLE = "jobs.rq_classes.DjangoSimpleWorker"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """TEST_DB_SUFFIX=x gives this test run its own database (test_<name>_x), so two runs
+    on one machine do not fight over one; pair it with its own REDIS_URL database."""
+    suffix = os.environ.get("TEST_DB_SUFFIX")
+    if suffix:
+        for db in settings.DATABASES.values():
+            db.setdefault("TEST", {})["NAME"] = f"test_{db['NAME']}_{suffix}"
+
+
 @pytest.fixture(autouse=True)
 def clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database (the test run's own, see pytest_env)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -16,6 +16,7 @@ from yesgoddess.licensing.models import License, LicenseStatus
 from yesgoddess.projects.models import Project
 
 _seq = itertools.count(1)
+OWNED_SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def make_user(**fields: Any):
@@ -46,7 +47,8 @@ def make_asset(*owners: tuple[Creator, int], title: str = "Sunset", **fields: An
         **fields,
     )
     for creator, share in owners:
-        IpOwnership.objects.create(ip_asset=asset, creator=creator, share_bps=share)
+        # Owned since long before any period a test computes.
+        IpOwnership.objects.create(ip_asset=asset, creator=creator, share_bps=share, start_date=OWNED_SINCE)
     return asset
 
 

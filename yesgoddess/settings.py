@@ -247,6 +247,14 @@ CLEANUP_BATCH_SECONDS = float(env_int("CLEANUP_BATCH_MS", 250, minimum=10)) / 10
 # Raw usage events are kept this long; daily aggregates forever (spec B §5.5.5).
 USAGE_EVENT_RETENTION_DAYS = env_int("USAGE_EVENT_RETENTION_DAYS", 90, minimum=1)
 
+# --- royalties -----------------------------------------------------------------------
+
+# Payout thresholds (spec C §2.1 step 9); a creator's custom minimum wins over both.
+MINIMUM_PAYOUT_THRESHOLD_CENTS = env_int("MINIMUM_PAYOUT_THRESHOLD_CENTS", 2000, minimum=0)
+VIP_MINIMUM_PAYOUT_THRESHOLD_CENTS = env_int("VIP_MINIMUM_PAYOUT_THRESHOLD_CENTS", 0, minimum=0)
+# Whether usage revenue (x revShareBps) is royalty-bearing, besides the prorated fee.
+ROYALTY_USAGE_REVENUE = env_bool("ROYALTY_USAGE_REVENUE", True)
+
 # --- logging -----------------------------------------------------------------------
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -5,6 +5,9 @@ from django.urls import path
 from jobs import views as job_views
 from yesgoddess.accounts.views import login_view
 from yesgoddess.assets import views as asset_views
+from yesgoddess.licensing import renewal_views, usage_views
+from yesgoddess.projects import views as project_views
+from yesgoddess.royalties import views as royalty_views
 
 urlpatterns = [
     # django-rq's panel registers itself in the admin: /admin/django_rq/dashboard/
@@ -17,6 +20,16 @@ urlpatterns = [
     path("api/assets/<int:asset_id>/rescan", asset_views.rescan_asset, name="api-asset-rescan"),
     path("api/assets/<int:asset_id>/regenerate", asset_views.regenerate_asset, name="api-asset-regenerate"),
     path("api/assets/<int:asset_id>/watermark", asset_views.watermark_asset, name="api-asset-watermark"),
+    path("api/licenses/<int:license_id>/usage", usage_views.record_usage, name="api-license-usage"),
+    path(
+        "api/licenses/<int:license_id>/renewal/<int:offer_id>/accept",
+        renewal_views.accept_offer,
+        name="api-license-renewal-accept",
+    ),
+    path("api/projects/<int:project_id>/status", project_views.change_project_status, name="api-project-status"),
+    path("api/royalty-runs/", royalty_views.create_run, name="api-royalty-run-create"),
+    path("api/royalty-runs/<int:run_id>/", royalty_views.run_detail, name="api-royalty-run-detail"),
+    path("api/royalty-runs/<int:run_id>/lock", royalty_views.lock_run, name="api-royalty-run-lock"),
     # Files of local storage, with the asset's access rules (S3 storage hands out its
     # own URLs instead).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:key>", asset_views.stored_file, name="stored-file"),

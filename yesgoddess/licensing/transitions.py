@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from yesgoddess.core.models import AuditEvent
@@ -51,7 +52,8 @@ def transition_many(
     queryset = License.objects.filter(pk__in=ids, status=from_status)
     if to_status == LicenseStatus.RENEWED:
         # Renewed means a renewal exists; without one the change is refused, not recorded.
-        queryset = queryset.filter(renewals__deleted_at__isnull=True).distinct()
+        children = License.objects.filter(parent_license=OuterRef("pk"), deleted_at__isnull=True)
+        queryset = queryset.filter(Exists(children.exclude(status=LicenseStatus.CANCELED)))
     with transaction.atomic():
         moved = list(queryset.values_list("pk", flat=True))
         if not moved:
@@ -73,7 +75,9 @@ def transition_many(
             )
             for pk in moved
         )
-        after = {"status": to_status, "reason": reason} | {k: _jsonable(v) for k, v in fields.items()}
+        # Expressions (F("end_date") + ...) have no value here; the history row has the state.
+        values = {k: _jsonable(v) for k, v in fields.items() if not hasattr(v, "resolve_expression")}
+        after = {"status": to_status, "reason": reason} | values
         AuditEvent.objects.bulk_create(
             AuditEvent(
                 action="status_transition",

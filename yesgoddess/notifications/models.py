@@ -50,3 +50,24 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type}: {self.title}"
+
+
+class EmailFrequency(models.TextChoices):
+    IMMEDIATE = "IMMEDIATE"
+    DAILY = "DAILY"
+    WEEKLY = "WEEKLY"
+    OFF = "OFF"
+
+
+class NotificationPreference(models.Model):
+    """How a user wants notifications of one type by email (DECISIONS: in-app always;
+    email immediate, daily digest, weekly digest or off). No row: IMMEDIATE."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_prefs")
+    type = models.CharField(max_length=32, choices=Notification.Type.choices)
+    email_frequency = models.CharField(max_length=10, choices=EmailFrequency.choices, default=EmailFrequency.IMMEDIATE)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "notification_preferences"
+        constraints = [models.UniqueConstraint(fields=["user", "type"], name="notification_pref_per_type")]

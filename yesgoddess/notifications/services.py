@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
-from .models import Notification
+from .models import EmailFrequency, Notification, NotificationPreference
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ def notify(
     ]
     Notification.objects.bulk_create(rows)
     return len(rows)
+
+
+def email_frequencies(user_ids: Iterable[int], type: str) -> dict[int, str]:
+    """Each user's email frequency for notification `type` (one query; default IMMEDIATE)."""
+    ids = list(dict.fromkeys(user_ids))
+    chosen = dict(
+        NotificationPreference.objects.filter(user_id__in=ids, type=type).values_list("user_id", "email_frequency")
+    )
+    return {user_id: chosen.get(user_id, EmailFrequency.IMMEDIATE) for user_id in ids}
 
 
 def admin_user_ids() -> list[int]:
