@@ -17,3 +17,16 @@ class RefusingBackend(LocmemBackend):
             if refused:
                 raise smtplib.SMTPRecipientsRefused({address: (550, b"no such user") for address in refused})
         return super().send_messages(messages)
+
+
+class StampingBackend(LocmemBackend):
+    """The locmem backend, recording when each message was handed over (time.time())."""
+
+    stamps: list[float] = []
+
+    def send_messages(self, messages):
+        import time
+
+        for _ in messages:
+            StampingBackend.stamps.append(time.time())
+        return super().send_messages(messages)

@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "yesgoddess.licensing",
     "yesgoddess.royalties",
     "yesgoddess.analytics",
+    "yesgoddess.emailing",
     "jobs",
 ]
 
@@ -211,7 +212,12 @@ UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
 
 # --- email -----------------------------------------------------------------------
 
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Every send goes through the rate-limited wrapper; EMAIL_BACKEND names the backend that
+# really delivers (SMTP, an ESP's django-anymail backend, locmem in tests).
+EMAIL_DELIVERY_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = "yesgoddess.emailing.backends.RateLimitedBackend"
+# Messages per second for the whole system (all workers, through Redis); 0: no limit.
+EMAIL_RATE_LIMIT_PER_SECOND = env_int("EMAIL_RATE_LIMIT_PER_SECOND", 20, minimum=0)
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
@@ -222,6 +228,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "YesGoddess <no-reply@yesgodd
 ADMIN_EMAILS = env_list("ADMIN_EMAILS", [])
 # Base of every link in an email (no trailing slash).
 APP_URL = env_url("APP_URL", "http://localhost:3000", ("http", "https")).rstrip("/")
+# Public base URL of this API (unsubscribe links and provider webhooks point here).
+API_URL = env_url("API_URL", "http://localhost:8000", ("http", "https")).rstrip("/")
 # Messages sent over one SMTP connection before it is reopened; also the size of the
 # batches in which a job claims recipients, so a crash repeats at most one batch.
 EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 200, minimum=1)

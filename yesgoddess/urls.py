@@ -5,6 +5,7 @@ from django.urls import path
 from jobs import views as job_views
 from yesgoddess.accounts.views import login_view
 from yesgoddess.assets import views as asset_views
+from yesgoddess.emailing import views as emailing_views
 from yesgoddess.licensing import renewal_views, usage_views
 from yesgoddess.projects import views as project_views
 from yesgoddess.royalties import views as royalty_views
@@ -30,6 +31,7 @@ urlpatterns = [
     path("api/royalty-runs/", royalty_views.create_run, name="api-royalty-run-create"),
     path("api/royalty-runs/<int:run_id>/", royalty_views.run_detail, name="api-royalty-run-detail"),
     path("api/royalty-runs/<int:run_id>/lock", royalty_views.lock_run, name="api-royalty-run-lock"),
+    path("api/email/unsubscribe/<str:token>", emailing_views.unsubscribe, name="email-unsubscribe"),
     # Files of local storage, with the asset's access rules (S3 storage hands out its
     # own URLs instead).
     path(f"{settings.MEDIA_URL.strip('/')}/<path:key>", asset_views.stored_file, name="stored-file"),
