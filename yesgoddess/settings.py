@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "yesgoddess.royalties",
     "yesgoddess.analytics",
     "yesgoddess.emailing",
+    "yesgoddess.blog",
     "jobs",
 ]
 
