@@ -1,0 +1,51 @@
+"""License.metadata is merged inside PostgreSQL: concurrent writers of different keys
+never lose each other's keys (spec B §6.4: the original read-modify-wrote it)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from yesgoddess.licensing.metadata import merge_metadata
+from yesgoddess.licensing.models import License
+
+from .license_factories import make_license
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_merges_of_different_keys_keep_every_key():
+    license = make_license(metadata={"kept": True})
+    rounds = 50
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def writer(key: str) -> None:
+        try:
+            barrier.wait()
+            for n in range(rounds):
+                merge_metadata({license.pk: {key: n, f"{key}-{n}": True}})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(key,)) for key in ("renewal", "performance")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    metadata = License.objects.get(pk=license.pk).metadata
+    assert metadata["kept"] is True
+    assert metadata["renewal"] == metadata["performance"] == rounds - 1
+    assert all(metadata[f"{key}-{n}"] for key in ("renewal", "performance") for n in range(rounds))
+
+
+@pytest.mark.django_db
+def test_merge_replaces_a_key_and_leaves_the_rest():
+    license = make_license(metadata={"a": 1, "b": {"x": 1}})
+    assert merge_metadata({license.pk: {"b": {"y": 2}}, 999_999: {"c": 1}}) == 1
+    assert License.objects.get(pk=license.pk).metadata == {"a": 1, "b": {"y": 2}}
+    assert merge_metadata({}) == 0
