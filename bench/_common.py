@@ -44,14 +44,13 @@ BENCH_DB = "yesgoddess_bench"
 BENCH_DB_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 
 
-def prepare_bench_db() -> str:
-    """Create the bench database if missing and migrate it; return its URL."""
+def prepare_bench_db(name: str = BENCH_DB) -> str:
+    """Create bench database `name` if missing and migrate it; return its URL."""
     import psycopg
 
+    url = f"postgres://postgres@127.0.0.1:5432/{name}"
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=child_env(DATABASE_URL=BENCH_DB_URL), check=True
-    )
-    return BENCH_DB_URL
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=child_env(DATABASE_URL=url), check=True)
+    return url

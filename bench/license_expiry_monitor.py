@@ -88,7 +88,7 @@ def main() -> None:
         batches = handled = 0
         began = time.perf_counter()
         with CaptureQueriesContext(connection) as queries:
-            for batch in expiry.notice_batches(expiry.notice_candidates(stage, now)):
+            for batch in expiry.notice_batches(stage, now):
                 handled += expiry.send_notice_batch(stage, batch, now)
                 batches += 1
         seconds = time.perf_counter() - began
@@ -102,8 +102,9 @@ def main() -> None:
         moved = expiry.mark_expiring_soon(now)
     print(f"  {'expiring soon':<16}{moved:>9}{'':>9}{len(queries):>9}{'':>11}{0:>8}{time.perf_counter() - began:>9.2f}")
     print(
-        "  (a notice batch: lock the batch with brand and asset, owners, offers (90 days only), the marker "
-        "update, events, audits, and for 30 days the in-app rows; the transaction's own statements included)"
+        "  (a notice batch: the claim (lock the batch with brand and asset, offers, the renewal price at 60 and "
+        "30 days, owners, the markers), then after the send the release of what did not go, events, audits, and "
+        "for 30 days the in-app rows; the transactions' own statements included)"
     )
 
 

@@ -1,6 +1,6 @@
 """license-renewal-workflow (spec B §5.3, DECISIONS "Licenses"), daily at 02:00 UTC.
 
-The rules live in `yesgoddess.licensing.renewals`; this runs its phases in order:
+The phases live in `yesgoddess.licensing.renewal_workflow`; this runs them in order:
 
 1. expire PENDING offers past their expiry (so a license can be offered again);
 2. offers: an offer for every eligible license in force within 90 days of its end;
@@ -26,7 +26,7 @@ from typing import Any
 from django.utils import timezone
 
 from jobs.errors import JobInputError
-from yesgoddess.licensing import renewals
+from yesgoddess.licensing import renewal_workflow
 from yesgoddess.licensing.models import License
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,12 @@ def run_renewal_workflow() -> dict[str, int]:
     counts: dict[str, int] = {}
     failed: list[str] = []
     phases: list[tuple[str, Callable[[datetime], Any]]] = [
-        ("offers_expired", renewals.expire_stale_offers),
-        ("offers", renewals.create_due_offers),
-        ("offer_emails", renewals.send_offer_emails),
-        ("final_notices", renewals.send_final_notices),
-        ("confirmations_sent", renewals.send_renewal_confirmations),
-        ("snapshot", renewals.record_renewal_snapshot),
+        ("offers_expired", renewal_workflow.expire_stale_offers),
+        ("offers", renewal_workflow.create_due_offers),
+        ("offer_emails", renewal_workflow.send_offer_emails),
+        ("final_notices", renewal_workflow.send_final_notices),
+        ("confirmations_sent", renewal_workflow.send_renewal_confirmations),
+        ("snapshot", renewal_workflow.record_renewal_snapshot),
     ]
     for name, phase in phases:
         try:
@@ -69,4 +69,4 @@ def send_renewal_confirmation(*, renewal_id: int) -> dict[str, int]:
     """The brand's confirmation of one accepted renewal (enqueued at acceptance), once."""
     if not License.objects.filter(pk=renewal_id, parent_license__isnull=False).exists():
         raise JobInputError(f"Renewal license {renewal_id} does not exist.")
-    return {"renewal_id": renewal_id, "sent": renewals.send_renewal_confirmations(renewal_ids=[renewal_id])}
+    return {"renewal_id": renewal_id, "sent": renewal_workflow.send_renewal_confirmations(renewal_ids=[renewal_id])}

@@ -1,7 +1,7 @@
 """license-usage-tracking (spec B §5.5, defects fixed): five scheduled jobs.
 
-The rules (SQL, periods, levels, overages, forecast maths) are in
-`yesgoddess.licensing.usage`; these functions pick what to process and count.
+The rules (SQL, periods, levels, overages, forecast maths, alerts) are in the
+`yesgoddess.licensing.usage*` modules; these functions pick what to process and count.
 
 - aggregate (hourly): events of yesterday and today -> daily aggregates, one statement.
 - thresholds (hourly, after aggregation): warnings at 50/75/90/100 % once per level per
@@ -11,8 +11,10 @@ The rules (SQL, periods, levels, overages, forecast maths) are in
   in-app and by email, at most once per (license, usage type) per 7 days.
 - cleanup (Sundays): raw events older than USAGE_EVENT_RETENTION_DAYS (aggregates stay).
 
-A batch that fails is logged and the others still run; the job then fails at the end
-(so the runtime retries it), which is safe because every step is idempotent.
+Thresholds and forecasts: a batch that fails is logged and the others still run; the
+job then fails at the end (so the runtime retries it), which is safe because every step
+is idempotent. Breach alerts stop at a mail-server error, after settling the batch's
+claims, and re-raise it: the retry sends only what was never attempted.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from yesgoddess.licensing import usage
+from yesgoddess.licensing import usage, usage_aggregation, usage_forecasts, usage_thresholds
 from yesgoddess.licensing.models import LicenseUsageEvent
 
 from .sweeps import delete_in_chunks
@@ -44,7 +46,7 @@ def _finish(job: str, counts: dict[str, int]) -> dict[str, int]:
 def aggregate_usage() -> dict[str, int]:
     """Re-aggregate the window's days into `license_usage_daily_aggregates` and move the
     licenses' `last_usage_at` / `total_usage_events` (`license-usage-tracking.aggregate`)."""
-    return usage.aggregate_daily_usage()
+    return usage_aggregation.aggregate_daily_usage()
 
 
 def check_usage_thresholds() -> dict[str, int]:
@@ -53,10 +55,10 @@ def check_usage_thresholds() -> dict[str, int]:
     today = usage.utc_today(now)
     counts = {"licenses": 0, "checked": 0, "warnings": 0, "overages_created": 0, "overages_updated": 0}
     counts |= {"overage_notices": 0, "errors": 0}
-    for license_ids in usage.license_batches(now):
+    for license_ids in usage_thresholds.license_batches(now):
         try:
-            states = usage.load_thresholds(license_ids, today)
-            for key, value in usage.check_thresholds_batch(states, now).items():
+            states = usage_thresholds.load_thresholds(license_ids, today)
+            for key, value in usage_thresholds.check_thresholds_batch(states, now).items():
                 counts[key] += value
         except Exception:
             log.exception("usage thresholds: batch of licenses %s..%s failed", license_ids[0], license_ids[-1])
@@ -72,10 +74,10 @@ def generate_usage_forecasts() -> dict[str, int]:
     now = timezone.now()
     today = usage.utc_today(now)
     counts = {"licenses": 0, "thresholds": 0, "generated": 0, "errors": 0}
-    for license_ids in usage.license_batches(now):
+    for license_ids in usage_thresholds.license_batches(now):
         try:
-            states = usage.load_thresholds(license_ids, today)
-            counts["generated"] += usage.forecast_batch(states, today, now)
+            states = usage_thresholds.load_thresholds(license_ids, today)
+            counts["generated"] += usage_forecasts.forecast_batch(states, today, now)
         except Exception:
             log.exception("usage forecasts: batch of licenses %s..%s failed", license_ids[0], license_ids[-1])
             counts["errors"] += 1
@@ -87,16 +89,7 @@ def generate_usage_forecasts() -> dict[str, int]:
 
 def send_forecast_breach_alerts() -> dict[str, int]:
     """Alert brands of forecast breaches within 7 days (`license-usage-tracking.breach-alerts`)."""
-    now = timezone.now()
-    counts = {"candidates": 0, "alerts": 0, "emails_sent": 0, "emails_refused": 0}
-    cursor = 0
-    candidates = usage.breach_alert_candidates(usage.utc_today(now)).order_by("id")
-    while batch := list(candidates.filter(id__gt=cursor)[: settings.EMAIL_BATCH_SIZE]):
-        cursor = batch[-1].pk
-        counts["candidates"] += len(batch)
-        for key, value in usage.send_breach_alerts_batch(batch, now).items():
-            counts[key] += value
-    return counts
+    return usage_forecasts.send_breach_alerts(timezone.now())
 
 
 def purge_usage_events() -> dict[str, int]:

@@ -29,7 +29,7 @@ from yesgoddess.core.models import AuditEvent
 from yesgoddess.creators.models import Creator
 from yesgoddess.licensing.expiry import long_date
 from yesgoddess.notifications.fanout import claimed_batches, deliver
-from yesgoddess.notifications.models import EmailFrequency, Notification
+from yesgoddess.notifications.models import EmailFrequency, EmailStatus, Notification
 from yesgoddess.notifications.services import build_email, email_frequencies
 from yesgoddess.projects.models import CLOSED_STATUSES, MatchEmail, Project, ProjectMatch, ProjectStatus
 from yesgoddess.projects.services import required_asset_types, specialties_for
@@ -131,6 +131,13 @@ def notify_matches(project: Project, asset_types: Sequence[str], now: datetime) 
         Notification.objects.bulk_create(
             Notification(
                 user_id=row.creator.user_id,
+                # Immediate creators get the dedicated match email below; daily/weekly ones
+                # get the match in their notification digest.
+                email_status=(
+                    EmailStatus.DIGEST
+                    if frequencies[row.creator.user_id] in (EmailFrequency.DAILY, EmailFrequency.WEEKLY)
+                    else EmailStatus.NONE
+                ),
                 type=Notification.Type.PROJECT,
                 priority=Notification.Priority.MEDIUM,
                 title="New Project Match",

@@ -6,15 +6,16 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from jobs.api import redis_connection
 from jobs.errors import JobInputError
 from jobs.registry import get_spec
 from jobs.runtime import set_progress
-from jobs.sweeps import locked_batches
+from yesgoddess.notifications.fanout import claim_setting, claimed_batches, deliver_rows, release
 from yesgoddess.notifications.models import Notification
-from yesgoddess.notifications.services import build_email, send_each
+from yesgoddess.notifications.services import build_email
 from yesgoddess.royalties import calculation, services
 from yesgoddess.royalties.models import RoyaltyRun, RoyaltyStatement
 
@@ -76,9 +77,27 @@ def statement_email_context(statement: RoyaltyStatement) -> dict[str, Any]:
     }
 
 
+def statement_notification(statement: RoyaltyStatement) -> Notification:
+    run = statement.royalty_run
+    period = f"{timezone.localdate(run.period_start):%b %-d, %Y} - {timezone.localdate(run.period_end):%b %-d, %Y}"
+    return Notification(
+        user_id=statement.creator.user_id,
+        type=Notification.Type.ROYALTY,
+        title="Your earnings statement is ready",
+        message=f"Your statement for {period} is now available.",
+        action_url=f"/dashboard/earnings/statements/{statement.pk}",
+        metadata={"statementId": statement.pk, "amountCents": statement.total_earnings_cents},
+    )
+
+
 def notify_statements(*, run_id: int) -> dict[str, int]:
-    """One email and one in-app notification per statement of the run, each once
-    (`notified_at`, set in the batch's transaction while the rows are locked)."""
+    """One email and one in-app notification per statement of the run, each at most once.
+
+    Through `yesgoddess.notifications.fanout`: a batch's `notified_at` is set and committed
+    before it is sent; a refused or never-attempted email gets it back (the next run
+    tries again), one interrupted mid-send keeps it. The in-app notification follows a
+    sent email. A mail-server error is re-raised after the batch is settled (RQ retries).
+    """
     run = existing_run(run_id)
     if run.status not in (RoyaltyRun.Status.CALCULATED, RoyaltyRun.Status.LOCKED):
         raise JobInputError(f"Royalty run {run_id} is {run.status}; statements exist once it is CALCULATED.")
@@ -87,28 +106,15 @@ def notify_statements(*, run_id: int) -> dict[str, int]:
     )
     total = due.count()
     notified = refused = 0
-    for batch in locked_batches(due, settings.EMAIL_BATCH_SIZE):
-        contexts = [statement_email_context(s) for s in batch]
-        accepted = send_each(
-            [build_email("royalty_statement", s.creator.user.email, c) for s, c in zip(batch, contexts, strict=True)]
+    for batch in claimed_batches(due, claim_setting("notified_at", timezone.now())):
+        delivery = deliver_rows(
+            batch, lambda s: [build_email("royalty_statement", s.creator.user.email, statement_email_context(s))]
         )
-        done = [s for s, ok in zip(batch, accepted, strict=True) if ok]
-        refused += len(batch) - len(done)
-        now = timezone.now()
-        RoyaltyStatement.objects.filter(pk__in=[s.pk for s in done]).update(notified_at=now)
-        Notification.objects.bulk_create(
-            Notification(
-                user_id=s.creator.user_id,
-                type=Notification.Type.ROYALTY,
-                title="Your earnings statement is ready",
-                message=f"Your statement for {c['period_start']:%b %-d, %Y} - {c['period_end']:%b %-d, %Y} "
-                "is now available.",
-                action_url=f"/dashboard/earnings/statements/{s.pk}",
-                metadata={"statementId": s.pk, "amountCents": s.total_earnings_cents},
-            )
-            for s, c in zip(batch, contexts, strict=True)
-            if s in done
-        )
-        notified += len(done)
+        with transaction.atomic():
+            release(delivery.to_retry, "notified_at")
+            Notification.objects.bulk_create(map(statement_notification, delivery.sent))
+        notified += len(delivery.sent)
+        refused += len(delivery.refused)
         set_progress(notified + refused, total, "statements")
+        delivery.raise_error()
     return {"run_id": run_id, "notified": notified, "refused": refused}

@@ -90,11 +90,10 @@ def locked_batches(queryset: QuerySet, batch: int) -> Iterator[list[Model]]:
     """Rows of `queryset` in primary-key batches, each batch locked FOR UPDATE SKIP LOCKED
     in its own transaction that stays open while the caller handles the batch.
 
-    For once-only sends: the caller sends, then sets the row's marker before the next
-    batch is asked for, so the commit makes the marker visible with the lock released.
-    Another worker running the same job skips the locked rows (no duplicate); if the
-    caller raises, the batch rolls back and its rows are met again by the next run.
-    Rows the caller leaves unmarked (a refused send) are not met again in this walk.
+    For idempotent work on many rows (status transitions): another worker skips the
+    locked rows, and if the caller raises, the batch rolls back and is met again by the
+    next run. Not for email: sending inside the open transaction would send twice after a
+    crash; use `yesgoddess.notifications.fanout.claimed_batches` (markers committed first).
     """
     cursor = 0
     while True:

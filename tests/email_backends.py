@@ -30,3 +30,41 @@ class StampingBackend(LocmemBackend):
         for _ in messages:
             StampingBackend.stamps.append(time.time())
         return super().send_messages(messages)
+
+
+class DroppingBackend(LocmemBackend):
+    """The locmem backend, except that once `drop_after` messages have been sent the
+    connection drops (SMTPServerDisconnected) on every further send: the message being
+    sent is in doubt, the rest never go. `install` resets the count and selects it."""
+
+    sends = 0
+    drop_after: int | None = None
+
+    @classmethod
+    def install(cls, settings, drop_after: int | None) -> type[DroppingBackend]:
+        settings.EMAIL_BACKEND = f"{__name__}.{cls.__name__}"
+        cls.sends, cls.drop_after = 0, drop_after
+        return cls
+
+    def send_messages(self, messages):
+        if DroppingBackend.drop_after is not None and DroppingBackend.sends >= DroppingBackend.drop_after:
+            raise smtplib.SMTPServerDisconnected("connection lost")
+        DroppingBackend.sends += len(messages)
+        return super().send_messages(messages)
+
+
+class SlowFileBackend(LocmemBackend):
+    """One file per accepted message in $TEST_MAIL_DIR (named after the recipient), after
+    $TEST_MAIL_DELAY seconds: lets a test kill a worker mid-batch and count what went out."""
+
+    def send_messages(self, messages):
+        import os
+        import time
+        import uuid
+        from pathlib import Path
+
+        folder = Path(os.environ["TEST_MAIL_DIR"])
+        for message in messages:
+            time.sleep(float(os.environ.get("TEST_MAIL_DELAY", "0")))
+            (folder / f"{message.to[0]}-{uuid.uuid4().hex}.eml").write_bytes(message.message().as_bytes())
+        return len(messages)

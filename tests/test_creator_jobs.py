@@ -5,7 +5,6 @@ number of queries, once per creator and month, crash-safe fan-out)."""
 from __future__ import annotations
 
 import smtplib
-import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -32,6 +31,7 @@ from yesgoddess.creators.models import Creator, CreatorMonthlyReport
 from yesgoddess.notifications.services import render_email
 from yesgoddess.royalties.models import RoyaltyRun, RoyaltyStatement
 
+from .concurrency import run_twice_at_once
 from .license_factories import make_asset, make_creator, make_license, make_user
 
 pytestmark = pytest.mark.django_db
@@ -382,24 +382,7 @@ def test_refused_report_is_recorded_and_not_retried(settings):
 def test_two_workers_sending_reports_at_once_send_each_once(settings):
     settings.EMAIL_BATCH_SIZE = 4
     many_creators(25)
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            monthly_reports(now=NEW_YEAR)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_twice_at_once(lambda: monthly_reports(now=NEW_YEAR))
     recipients = [a for m in mail.outbox for a in m.to]
     assert len(recipients) == len(set(recipients)) == 25
     assert CreatorMonthlyReport.objects.filter(status="SENT").count() == 25

@@ -5,24 +5,25 @@ Times are frozen; a license ends at END and the jobs run at chosen distances fro
 
 from __future__ import annotations
 
-import threading
+import smtplib
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core import mail
-from django.db import connection
 
 from jobs.api import enqueue
 from yesgoddess.analytics.models import Event
 from yesgoddess.core.models import AuditEvent
-from yesgoddess.licensing import expiry, renewals
+from yesgoddess.licensing import eligibility, expiry, pricing
 from yesgoddess.licensing.models import License, LicenseStatus, LicenseStatusHistory, RenewalOffer
 from yesgoddess.licensing.transitions import InvalidTransition, transition, transition_many
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
 from yesgoddess.projects.models import ProjectStatus
 
+from .concurrency import run_twice_at_once
+from .email_backends import DroppingBackend
 from .license_factories import make_asset, make_brand, make_creator, make_license, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -222,6 +223,9 @@ def test_refused_brand_address_is_retried_next_run_and_refused_creator_is_not(se
     brand.user.save()
     assert run_monitor(END - timedelta(days=89))["notices_90d"] == 1
     assert subjects_to("brand@example.com") == ["License Expiry Notice: Sunset"]
+    # The owners' notices ride on the brand's: none went with the refused one, so the
+    # brand's retry gives the other owner the notice once.
+    assert subjects_to(owners[1].user.email) == ["License Expiry Notice: Sunset"]
 
 
 def test_deleted_and_inactive_licenses_are_left_alone(world):
@@ -269,24 +273,7 @@ def test_two_workers_running_the_monitor_at_once_send_each_notice_once():
     brand = make_brand(user=make_user(email="many@example.com"))
     for _ in range(30):
         make_license(brand=brand, end=END)
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            expiry.send_expiry_notices(now=END - timedelta(days=30))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_twice_at_once(lambda: expiry.send_expiry_notices(now=END - timedelta(days=30)))
     assert len(subjects_to("many@example.com")) == 30
     assert Notification.objects.filter(user=brand.user).count() == 30
     assert LicenseStatusHistory.objects.count() == 30
@@ -336,10 +323,67 @@ def test_sixty_day_notice_is_also_the_renewal_reminder_with_the_one_price(world)
     moment = END - timedelta(days=60)
     run_monitor(moment)
     [brand_mail] = [m for m in mail.outbox if "brand@example.com" in m.to]
-    check = renewals.check_eligibility(license, moment)
-    terms = renewals.terms_for(license, check)
+    check = eligibility.check_eligibility(license, moment)
+    terms = pricing.terms_for(license, check)
     assert check.eligible
     assert f"Renew it for {expiry.dollars(terms.fee_cents)}, for a new term from" in brand_mail.body
     assert expiry.dollars(terms.fee_cents) in brand_mail.alternatives[0][0]
     creator_mail = next(m for m in mail.outbox if "brand@example.com" not in m.to)
     assert "Renew it for" not in creator_mail.body
+
+
+def test_a_crash_mid_batch_sends_nobody_a_second_copy_and_the_retry_sends_the_rest(settings):
+    # Four licenses, each with its own brand and one owner: messages go brand, owner, brand, ...
+    licenses, owners = [], []
+    for i in range(4):
+        owner = make_creator(f"Owner {i}")
+        asset = make_asset((owner, 10_000), title=f"Asset {i}")
+        licenses.append(make_license(brand=make_brand(f"Brand {i}"), asset=asset, end=END))
+        owners.append(owner.user.email)
+    brands = [lic.brand.user.email for lic in licenses]
+    first, retry = END - timedelta(days=30), END - timedelta(days=30) + timedelta(minutes=5)
+    backend = DroppingBackend.install(settings, drop_after=4)  # breaks while sending the third brand's
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        run_monitor(first)
+    assert sorted(a for m in mail.outbox for a in m.to) == sorted(brands[:2] + owners[:2])
+    markers = [License.objects.get(pk=lic.pk).thirty_day_notice_sent_at for lic in licenses]
+    assert markers[:3] == [first] * 3  # sent, sent, in doubt: kept
+    assert markers[3] is None  # never attempted: released for the retry
+    told = {licenses[0].pk, licenses[1].pk}
+    assert (
+        set(Event.objects.filter(event_type="license.expiry_notification_sent").values_list("license", flat=True))
+        == told
+    )
+    assert {int(pk) for pk in AuditEvent.objects.values_list("entity_id", flat=True)} == told
+    assert Notification.objects.count() == 4  # brand and owner of the two sent
+
+    backend.drop_after = None  # RQ's retry, the server back
+    counts = run_monitor(retry)
+    assert counts["notices_30d"] == 1
+    recipients = [a for m in mail.outbox for a in m.to]
+    assert len(recipients) == len(set(recipients))  # nobody got a second copy
+    assert set(recipients) == set(brands + owners) - {brands[2], owners[2]}  # the one in doubt is not re-sent
+    assert License.objects.get(pk=licenses[3].pk).thirty_day_notice_sent_at == retry
+    assert Notification.objects.count() == 6
+    assert Event.objects.filter(event_type="license.expiry_notification_sent").count() == 3
+
+
+def test_an_offer_notice_not_sent_gives_renewal_notified_at_back(settings, world):
+    license, _, _ = world
+    RenewalOffer.objects.create(
+        license=license,
+        original_fee_cents=500_000,
+        fee_cents=525_000,
+        rev_share_bps=0,
+        start_date=END + timedelta(days=1),
+        end_date=END + timedelta(days=366),
+        duration_days=365,
+        adjustments=[],
+        expires_at=END - timedelta(days=60),
+    )
+    DroppingBackend.install(settings, drop_after=0)  # the brand's notice is in doubt
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        run_monitor(END - timedelta(days=90))
+    license.refresh_from_db()
+    assert license.ninety_day_notice_sent_at is not None  # in doubt: not sent again
+    assert license.renewal_notified_at is None  # kept only where the notice (with the offer) went out

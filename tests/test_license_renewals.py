@@ -7,7 +7,7 @@ Time is frozen at NOW (02:00 UTC, when the workflow runs) unless a test says oth
 from __future__ import annotations
 
 import copy
-import threading
+import smtplib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -21,17 +21,19 @@ from django.utils import timezone
 
 from jobs.api import enqueue, get_queue
 from jobs.errors import JobInputError
-from jobs.license_renewals import run_renewal_workflow, send_renewal_confirmation
+from jobs.license_renewals import RenewalWorkflowError, run_renewal_workflow, send_renewal_confirmation
 from jobs.registry import get_spec
 from yesgoddess.accounts.models import ApiToken
 from yesgoddess.analytics.models import Event
 from yesgoddess.assets.models import AssetStatus, IpOwnership
 from yesgoddess.core.models import AuditEvent
-from yesgoddess.licensing import expiry, renewals
+from yesgoddess.licensing import eligibility, expiry, pricing, renewal_workflow, renewals
 from yesgoddess.licensing.models import License, LicensePerformanceSnapshot, LicenseStatus, LicenseType, RenewalOffer
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
 
+from .concurrency import run_at_once, run_twice_at_once
+from .email_backends import DroppingBackend
 from .license_factories import make_asset, make_brand, make_creator, make_license, make_user
 
 pytestmark = pytest.mark.django_db
@@ -74,8 +76,8 @@ END = datetime(2027, 6, 1, tzinfo=UTC)
 START = END - timedelta(days=365)
 
 
-def price(fee: int, renewals_: int = 0, days: int = 45, rev_share: int = 1500) -> renewals.RenewalTerms:
-    return renewals.price_renewal(
+def price(fee: int, renewals_: int = 0, days: int = 45, rev_share: int = 1500) -> pricing.RenewalTerms:
+    return pricing.price_renewal(
         fee_cents=fee,
         rev_share_bps=rev_share,
         start_date=START,
@@ -132,13 +134,13 @@ def test_rounding_is_to_even_on_exact_halves():
 
 def test_caps_hold_the_change_between_minus_20_and_plus_25_percent(monkeypatch):
     # The AUTOMATIC steps alone stay within the caps (+5 % .. -15.2 %); widen them to see the caps work.
-    monkeypatch.setattr(renewals, "LOYALTY_TIERS", ((1, Decimal(30)),))
+    monkeypatch.setattr(pricing, "LOYALTY_TIERS", ((1, Decimal(30)),))
     low = price(100_000, 1, days=61)  # 100,000 x 1.05 x 0.70 x 0.95 = 69,825 -> floor 80,000
     assert low.fee_cents == 80_000
     assert low.adjustments[-1] == {"label": "Cap: at most -20%", "percent": 14.57}
     assert low.fee_change_percent == -20.0
-    monkeypatch.setattr(renewals, "INFLATION_PERCENT", Decimal(40))
-    monkeypatch.setattr(renewals, "LOYALTY_TIERS", ())
+    monkeypatch.setattr(pricing, "INFLATION_PERCENT", Decimal(40))
+    monkeypatch.setattr(pricing, "LOYALTY_TIERS", ())
     high = price(100_000)
     assert high.fee_cents == 125_000
     assert high.adjustments[-1]["label"] == "Cap: at most +25%"
@@ -156,7 +158,7 @@ def test_minimum_fee_applies_only_to_fees_that_were_at_least_the_minimum():
 def test_a_zero_fee_renews_at_zero_without_dividing_by_zero():
     terms = price(0, 5, days=75)
     assert (terms.fee_cents, terms.adjustments, terms.fee_change_percent) == (0, [], 0.0)
-    assert renewals.fee_change(0, 0) == "+0%"
+    assert renewal_workflow.fee_change(0, 0) == "+0%"
 
 
 def test_rev_share_is_unchanged_and_clamped():
@@ -168,9 +170,9 @@ def test_rev_share_is_unchanged_and_clamped():
 # --- eligibility -------------------------------------------------------------------------------------
 
 
-def check(license: License, **options) -> renewals.Eligibility:
-    license = License.objects.select_related(*renewals.RELATED).get(pk=license.pk)
-    return renewals.check_eligibility(license, NOW, **options)
+def check(license: License, **options) -> eligibility.Eligibility:
+    license = License.objects.select_related(*eligibility.RELATED).get(pk=license.pk)
+    return eligibility.check_eligibility(license, NOW, **options)
 
 
 def test_an_ordinary_license_is_eligible_with_its_facts(frozen):
@@ -263,7 +265,7 @@ def test_renewal_count_feeds_loyalty(frozen):
     result = check(license)
     assert result.facts["renewal_count"] == 3
     assert result.facts["renewal_likelihood"] == "HIGH"
-    assert renewals.terms_for(license, result).fee_cents == 472_500  # +5 %, then -10 %
+    assert pricing.terms_for(license, result).fee_cents == 472_500  # +5 %, then -10 %
 
 
 # --- conflicts (B3) ----------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def test_renewal_count_feeds_loyalty(frozen):
 
 def neighbour(license: License, **fields) -> License:
     """Another brand's license on the same asset, covering the proposed renewal period."""
-    start, end, _ = renewals.proposed_period(license)
+    start, end, _ = eligibility.proposed_period(license)
     fields.setdefault("start", start + timedelta(days=10))
     fields.setdefault("end", end - timedelta(days=10))
     return make_license(asset=license.ip_asset, **fields)
@@ -298,7 +300,7 @@ def test_renewing_an_exclusive_license_conflicts_with_any_overlap(frozen):
 
 def test_licenses_outside_the_period_drafts_and_canceled_ones_do_not_conflict(frozen):
     license = renewable(80)
-    start, _, _ = renewals.proposed_period(license)
+    start, _, _ = eligibility.proposed_period(license)
     neighbour(license, license_type=LicenseType.EXCLUSIVE, start=NOW, end=start - timedelta(hours=1))
     neighbour(license, license_type=LicenseType.EXCLUSIVE, status=S.DRAFT)
     neighbour(license, license_type=LicenseType.EXCLUSIVE, status=S.CANCELED)
@@ -357,7 +359,7 @@ def test_conflicts_are_deduplicated_by_license_and_reason():
     license = License(pk=1, license_type=LicenseType.EXCLUSIVE, rev_share_bps=9000, scope_json={})
     start, end = NOW, NOW + timedelta(days=30)
     other = License(pk=2, license_type=LicenseType.EXCLUSIVE, rev_share_bps=100, start_date=start, end_date=end)
-    found = renewals.find_conflicts(license, start, end, [other, other])
+    found = eligibility.find_conflicts(license, start, end, [other, other])
     keys = [(c.license_id, c.reason) for c in found]
     assert len(keys) == len(set(keys)) == 4  # EXCLUSIVITY, TERRITORY, DATE_OVERLAP, HIGH_REV_SHARE
 
@@ -400,9 +402,9 @@ def test_a_stale_pending_offer_is_replaced(frozen):
 def test_the_workflow_expires_stale_offers(frozen):
     license = renewable(55)
     offer = renewals.create_offer(license, NOW - timedelta(days=30))  # expires exactly now
-    assert renewals.expire_stale_offers(NOW) == 1
+    assert renewal_workflow.expire_stale_offers(NOW) == 1
     assert RenewalOffer.objects.get(pk=offer.pk).status == RenewalOffer.Status.EXPIRED
-    assert renewals.expire_stale_offers(NOW) == 0
+    assert renewal_workflow.expire_stale_offers(NOW) == 0
 
 
 # --- the offer email and the 90-day handoff ----------------------------------------------------------------
@@ -495,14 +497,14 @@ def test_a_refused_offer_email_is_not_marked_and_goes_next_time(frozen, settings
 def test_offer_emails_take_a_constant_number_of_queries_per_batch(frozen):
     for _ in range(2):
         renewable(80)
-    renewals.create_due_offers(NOW)
+    renewal_workflow.create_due_offers(NOW)
     with CaptureQueriesContext(connection) as few:
-        assert renewals.send_offer_emails(NOW)["offer_emails_sent"] == 2
+        assert renewal_workflow.send_offer_emails(NOW)["offer_emails_sent"] == 2
     for _ in range(6):
         renewable(80)
-    renewals.create_due_offers(NOW)
+    renewal_workflow.create_due_offers(NOW)
     with CaptureQueriesContext(connection) as many:
-        assert renewals.send_offer_emails(NOW)["offer_emails_sent"] == 6
+        assert renewal_workflow.send_offer_emails(NOW)["offer_emails_sent"] == 6
     assert len(many) == len(few)
 
 
@@ -517,7 +519,7 @@ def test_final_notice_at_six_to_eight_days_once(frozen, days):
     [message] = mail.outbox
     assert message.subject == f"FINAL NOTICE: License Expires in {days} Days"
     offer = RenewalOffer.objects.get(license=license, status=RenewalOffer.Status.PENDING)
-    assert f"${renewals.dollars(offer.fee_cents)}" in message.body
+    assert f"${renewal_workflow.dollars(offer.fee_cents)}" in message.body
     assert f"/licenses/{license.pk}/renewal/{offer.pk}" in message.body
     assert reload(license).renewal_final_notice_sent_at == NOW
     assert Event.objects.filter(event_type="license.renewal_reminder_final_notice", license=license).count() == 1
@@ -630,9 +632,9 @@ def test_the_brand_accepts_an_offer_through_the_api(frozen, django_capture_on_co
     [confirmation] = mail.outbox
     assert confirmation.subject == "Renewal Confirmed: Sunset"
     assert confirmation.to == [license.brand.user.email]
-    assert f"${renewals.dollars(offer.fee_cents)}" in confirmation.body
+    assert f"${renewal_workflow.dollars(offer.fee_cents)}" in confirmation.body
     # The catch-up phase finds nothing left to confirm.
-    assert renewals.send_renewal_confirmations(NOW) == 0
+    assert renewal_workflow.send_renewal_confirmations(NOW) == 0
     assert len(mail.outbox) == 1
 
 
@@ -695,25 +697,7 @@ def test_a_replay_with_the_same_idempotency_key_answers_the_first_response(froze
 def test_two_acceptances_at_once_create_one_renewal():
     license = renewable(75, end=timezone.now() + timedelta(days=75))
     offer = renewals.create_offer(license)
-    barrier = threading.Barrier(2)
-    outcomes: list[object] = []
-
-    def accept() -> None:
-        try:
-            barrier.wait()
-            outcomes.append(renewals.accept_offer(offer, license.brand.user_id))
-        except renewals.OfferNotAcceptable as exc:
-            outcomes.append(exc)
-        except BaseException as exc:  # pragma: no cover - reported by the assertion below
-            outcomes.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=accept) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = run_at_once(*[lambda: renewals.accept_offer(offer, license.brand.user_id)] * 2)
     made = [o for o in outcomes if isinstance(o, License)]
     refused = [o for o in outcomes if isinstance(o, renewals.OfferNotAcceptable)]
     assert (len(made), len(refused)) == (1, 1), outcomes
@@ -794,7 +778,7 @@ def test_the_renewal_snapshot_is_upserted_per_day(frozen):
         offer = renewals.create_offer(parent, NOW - timedelta(days=30))
         renewals.accept_offer(offer, parent.brand.user_id, now=NOW - timedelta(days=26))
     at_risk = renewable(20)
-    renewals.record_renewal_snapshot(NOW)
+    renewal_workflow.record_renewal_snapshot(NOW)
     snapshot = LicensePerformanceSnapshot.objects.get()
     assert (snapshot.date, snapshot.granularity) == (yesterday, "renewals_30d")
     assert snapshot.period_start == yesterday - timedelta(days=29)
@@ -811,7 +795,7 @@ def test_the_renewal_snapshot_is_upserted_per_day(frozen):
     # A second run (here: after another renewal) updates the same row.
     offer = renewals.create_offer(ended[2], NOW)
     renewals.accept_offer(offer, ended[2].brand.user_id)
-    renewals.record_renewal_snapshot(NOW)
+    renewal_workflow.record_renewal_snapshot(NOW)
     snapshot = LicensePerformanceSnapshot.objects.get()
     assert snapshot.metrics["totalRenewalsSuccessful"] == 3
 
@@ -824,14 +808,14 @@ def test_every_template_renders_with_the_variables_the_code_passes(frozen, setti
     engine[0].setdefault("OPTIONS", {})["string_if_invalid"] = "!!MISSING %s!!"
     settings.TEMPLATES = engine
     license = renewable(75, auto_renew=True)
-    license = License.objects.select_related(*renewals.RELATED).get(pk=license.pk)
+    license = License.objects.select_related(*eligibility.RELATED).get(pk=license.pk)
     offer = renewals.create_offer(license, NOW)
     renewal = renewals.accept_offer(offer, license.brand.user_id)
-    renewal = License.objects.select_related(*renewals.RELATED).get(pk=renewal.pk)
+    renewal = License.objects.select_related(*eligibility.RELATED).get(pk=renewal.pk)
     contexts = {
-        "license_renewal_offer": renewals.offer_email_context(license, offer, NOW),
-        "license_renewal_final_notice": renewals.final_notice_context(license, offer, NOW),
-        "license_renewal_complete": renewals.confirmation_context(renewal, auto_renewed=False),
+        "license_renewal_offer": renewal_workflow.offer_email_context(license, offer, NOW),
+        "license_renewal_final_notice": renewal_workflow.final_notice_context(license, offer, NOW),
+        "license_renewal_complete": renewal_workflow.confirmation_context(renewal, auto_renewed=False),
     }
     for name, context in contexts.items():
         for variant in (context, context | {"adjustments_summary": [], "auto_renew": False, "auto_renewed": True}):
@@ -853,24 +837,7 @@ def test_two_workflows_at_once_send_each_email_once():
         renewable(80, brand=brand, end=now + timedelta(days=80))
     for _ in range(8):
         renewable(7.5, brand=brand, end=now + timedelta(days=7, hours=12), renewal_notified_at=now)
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            run_renewal_workflow()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_twice_at_once(lambda: run_renewal_workflow())
     subjects = [m.subject for m in emails_to("many@example.com")]
     assert subjects.count("Renewal Offer Available for Sunset") == 12
     assert subjects.count("FINAL NOTICE: License Expires in 7 Days") == 8
@@ -894,3 +861,58 @@ def test_the_workflow_runs_in_a_real_worker(run_worker):
     assert RenewalOffer.objects.count() == 1
     assert Event.objects.filter(event_type="license.renewal_offer").count() == 1
     assert LicensePerformanceSnapshot.objects.count() == 1
+
+
+# --- at most once across a crash ----------------------------------------------------------------------------
+
+
+def test_a_crash_mid_batch_sends_no_offer_email_twice_and_the_retry_sends_the_rest(frozen, settings):
+    licenses = [renewable(80, brand=make_brand(user=make_user(email=f"brand{i}@example.com"))) for i in range(4)]
+    backend = DroppingBackend.install(settings, drop_after=2)  # breaks while sending the third
+    with pytest.raises(RenewalWorkflowError, match="offer_emails"):
+        run_renewal_workflow()
+    assert [m.to for m in mail.outbox] == [["brand0@example.com"], ["brand1@example.com"]]
+    notified = [reload(lic).renewal_notified_at for lic in licenses]
+    assert notified == [NOW, NOW, NOW, None]  # sent, sent, in doubt (kept), never attempted (released)
+    events = Event.objects.filter(event_type="license.renewal_offer")
+    assert sorted(events.values_list("license", flat=True)) == [licenses[0].pk, licenses[1].pk]
+
+    backend.drop_after = None  # RQ's retry, the server back
+    frozen.shift(timedelta(minutes=5))
+    counts = run_renewal_workflow()
+    assert (counts["offers_created"], counts["offer_emails_sent"]) == (0, 1)
+    recipients = [a for m in mail.outbox for a in m.to]
+    assert sorted(recipients) == ["brand0@example.com", "brand1@example.com", "brand3@example.com"]
+    assert reload(licenses[3]).renewal_notified_at == NOW + timedelta(minutes=5)
+    assert events.count() == 3
+
+
+def test_a_final_notice_not_sent_gives_renewal_notified_at_back(frozen, settings):
+    in_doubt, unsent = renewable(7.5), renewable(7.5)  # never told of an offer: the notice is the offer
+    backend = DroppingBackend.install(settings, drop_after=0)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        renewal_workflow.send_final_notices(NOW)
+    in_doubt, unsent = reload(in_doubt), reload(unsent)
+    assert (in_doubt.renewal_final_notice_sent_at, in_doubt.renewal_notified_at) == (NOW, None)
+    assert (unsent.renewal_final_notice_sent_at, unsent.renewal_notified_at) == (None, None)
+    backend.drop_after = None
+    assert renewal_workflow.send_final_notices(NOW)["final_notices_sent"] == 1
+    assert [m.to for m in mail.outbox] == [[unsent.brand.user.email]]
+    assert reload(unsent).renewal_notified_at == reload(unsent).renewal_final_notice_sent_at == NOW
+
+
+def test_a_confirmation_in_doubt_is_not_sent_again_and_one_never_attempted_is(frozen, settings):
+    made = []
+    for _ in range(2):
+        license = renewable(75)
+        made.append(renewals.accept_offer(renewals.create_offer(license, NOW), license.brand.user_id, now=NOW))
+    backend = DroppingBackend.install(settings, drop_after=0)  # the first is in doubt, the second never goes
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        renewal_workflow.send_renewal_confirmations(NOW)
+    marker = renewal_workflow.CONFIRMATION_MARKER
+    assert [marker in reload(renewal).metadata for renewal in made] == [True, False]
+    assert reload(made[1]).metadata["renewalOfferId"]  # the release removed the marker only
+    backend.drop_after = None
+    assert renewal_workflow.send_renewal_confirmations(NOW + timedelta(minutes=5)) == 1
+    assert [m.to for m in mail.outbox] == [[made[1].brand.user.email]]
+    assert renewal_workflow.send_renewal_confirmations(NOW + timedelta(minutes=10)) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import smtplib
-import threading
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -26,7 +25,7 @@ from jobs.license_usage import (
     send_forecast_breach_alerts,
 )
 from yesgoddess.accounts.models import ApiToken
-from yesgoddess.licensing import usage
+from yesgoddess.licensing import usage, usage_forecasts, usage_thresholds
 from yesgoddess.licensing.models import (
     License,
     LicenseStatus,
@@ -39,6 +38,8 @@ from yesgoddess.licensing.models import (
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
 
+from .concurrency import run_twice_at_once
+from .email_backends import DroppingBackend
 from .license_factories import make_asset, make_brand, make_creator, make_license, make_user
 
 pytestmark = pytest.mark.django_db
@@ -216,15 +217,24 @@ def test_a_new_period_starts_from_no_warning(frozen):
 
 def test_periods():
     start, end = date(2024, 6, 15), date(2025, 6, 14)
-    assert usage.period_bounds("daily", TODAY, start, end) == (TODAY, TODAY)
-    assert usage.period_bounds("weekly", TODAY, start, end) == (date(2025, 3, 10), date(2025, 3, 16))
-    assert usage.period_bounds("weekly", date(2025, 3, 16), start, end) == (date(2025, 3, 10), date(2025, 3, 16))
-    assert usage.period_bounds("monthly", TODAY, start, end) == (date(2025, 3, 1), date(2025, 3, 31))
-    assert usage.period_bounds("monthly", date(2024, 2, 29), start, end) == (date(2024, 2, 1), date(2024, 2, 29))
-    assert usage.period_bounds("monthly", date(2024, 12, 31), start, end) == (date(2024, 12, 1), date(2024, 12, 31))
-    assert usage.period_bounds("total", TODAY, start, end) == (start, end)
-    assert usage.limit_with_grace(1000, 10) == 1100
-    assert usage.limit_with_grace(999, 15) == 1148  # floor(1148.85)
+    assert usage_thresholds.period_bounds("daily", TODAY, start, end) == (TODAY, TODAY)
+    assert usage_thresholds.period_bounds("weekly", TODAY, start, end) == (date(2025, 3, 10), date(2025, 3, 16))
+    assert usage_thresholds.period_bounds("weekly", date(2025, 3, 16), start, end) == (
+        date(2025, 3, 10),
+        date(2025, 3, 16),
+    )
+    assert usage_thresholds.period_bounds("monthly", TODAY, start, end) == (date(2025, 3, 1), date(2025, 3, 31))
+    assert usage_thresholds.period_bounds("monthly", date(2024, 2, 29), start, end) == (
+        date(2024, 2, 1),
+        date(2024, 2, 29),
+    )
+    assert usage_thresholds.period_bounds("monthly", date(2024, 12, 31), start, end) == (
+        date(2024, 12, 1),
+        date(2024, 12, 31),
+    )
+    assert usage_thresholds.period_bounds("total", TODAY, start, end) == (start, end)
+    assert usage_thresholds.limit_with_grace(1000, 10) == 1100
+    assert usage_thresholds.limit_with_grace(999, 15) == 1148  # floor(1148.85)
 
 
 def test_usage_counts_the_period_and_the_type_only(frozen):
@@ -234,7 +244,7 @@ def test_usage_counts_the_period_and_the_type_only(frozen):
     set_usage(license, date(2025, 2, 28), total_views=500, total_quantity=900)  # last month
     set_usage(license, date(2025, 3, 1), total_views=300, total_clicks=50, total_quantity=450)
     set_usage(license, TODAY, total_views=400, total_quantity=400)
-    states = {s.id: s for s in usage.load_thresholds([license.pk], TODAY)}
+    states = {s.id: s for s in usage_thresholds.load_thresholds([license.pk], TODAY)}
     assert states[monthly.pk].usage == 700  # views of March only
     assert states[total.pk].usage == 1750  # custom -> total_quantity since the license started
     assert states[total.pk].period_start == date(2025, 1, 20)
@@ -367,15 +377,15 @@ def test_a_run_working_from_stale_state_sends_nothing_twice(frozen):
     license = make_license()
     threshold(license, limit_quantity=100)
     set_usage(license, TODAY, total_views=150)
-    first = usage.load_thresholds([license.pk], TODAY)
-    second = usage.load_thresholds([license.pk], TODAY)
-    assert usage.check_thresholds_batch(first, NOW) == {
+    first = usage_thresholds.load_thresholds([license.pk], TODAY)
+    second = usage_thresholds.load_thresholds([license.pk], TODAY)
+    assert usage_thresholds.check_thresholds_batch(first, NOW) == {
         "warnings": 1,
         "overages_created": 1,
         "overages_updated": 0,
         "overage_notices": 1,
     }
-    assert usage.check_thresholds_batch(second, NOW) == {
+    assert usage_thresholds.check_thresholds_batch(second, NOW) == {
         "warnings": 0,
         "overages_created": 0,
         "overages_updated": 0,
@@ -397,24 +407,7 @@ def test_two_runs_at_the_same_moment_send_each_notification_once():
     for views, clicks, new in [(50, 10, 1), (80, 95, 2), (120, 130, 4)]:
         for license in licenses:
             set_usage(license, today, total_views=views, total_clicks=clicks)
-        barrier = threading.Barrier(2)
-        errors: list[BaseException] = []
-
-        def run(barrier: threading.Barrier = barrier, errors: list[BaseException] = errors) -> None:
-            try:
-                barrier.wait()
-                check_usage_thresholds()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors, errors
+        run_twice_at_once(check_usage_thresholds)
         expected += new * len(licenses)
         assert Notification.objects.count() == expected
     # per license: view 50, 75, 100, overage; click 90, 100, overage
@@ -426,10 +419,10 @@ def test_two_runs_at_the_same_moment_send_each_notification_once():
 
 
 def test_least_squares_hand_computed():
-    slope, intercept = usage.least_squares([1, 3, 2, 5])
+    slope, intercept = usage_forecasts.least_squares([1, 3, 2, 5])
     assert slope == pytest.approx(1.1) and intercept == pytest.approx(1.1)
-    assert usage.least_squares([7]) == (0.0, 7.0)
-    assert usage.least_squares([]) == (0.0, 0.0)
+    assert usage_forecasts.least_squares([7]) == (0.0, 7.0)
+    assert usage_forecasts.least_squares([]) == (0.0, 0.0)
 
 
 def test_forecast_on_a_known_series(frozen):
@@ -482,22 +475,24 @@ def test_forecast_on_a_known_series(frozen):
 
 
 def test_projection_never_goes_below_the_usage_so_far_and_a_breach_today():
-    falling = usage.project_usage(
+    falling = usage_forecasts.project_usage(
         [50, 40, 30, 20, 10], today_so_far=3, usage_so_far=100, today=TODAY, period_end=date(2025, 3, 31), limit=500
     )
     assert (falling.slope, falling.intercept) == (-10.0, 50.0)
     assert (falling.predicted, falling.lower, falling.upper) == (100, 100, 100)
     assert falling.breach_date is None and falling.breach_probability is None
 
-    over = usage.project_usage(
+    over = usage_forecasts.project_usage(
         [10, 10], today_so_far=0, usage_so_far=600, today=TODAY, period_end=date(2025, 3, 31), limit=500
     )
     assert over.breach_date == TODAY and over.breach_probability == Decimal("0.95")
 
-    daily = usage.project_usage([10] * 30, today_so_far=4, usage_so_far=4, today=TODAY, period_end=TODAY, limit=9)
+    daily = usage_forecasts.project_usage(
+        [10] * 30, today_so_far=4, usage_so_far=4, today=TODAY, period_end=TODAY, limit=9
+    )
     assert (daily.predicted, daily.breach_date, daily.breach_probability) == (10, TODAY, Decimal("0.80"))
 
-    young = usage.project_usage([], today_so_far=0, usage_so_far=0, today=TODAY, period_end=TODAY, limit=9)
+    young = usage_forecasts.project_usage([], today_so_far=0, usage_so_far=0, today=TODAY, period_end=TODAY, limit=9)
     assert (young.predicted, young.breach_date) == (0, None)
 
 
@@ -587,6 +582,25 @@ def test_a_refused_email_is_not_marked_and_is_tried_again(frozen, settings):
     assert refused.breach_alert_sent_at is None and not notices(bad)
     assert len(notices(good)) == 1
     assert send_forecast_breach_alerts()["emails_refused"] == 1  # tried again, still refused
+
+
+def test_a_crash_mid_batch_alerts_nobody_twice_and_the_retry_alerts_the_rest(frozen, settings):
+    licenses = [make_license(brand=make_brand(user=make_user(email=f"brand{i}@example.com"))) for i in range(4)]
+    forecasts = [forecast_row(lic, TODAY, TODAY + timedelta(days=3)) for lic in licenses]
+    backend = DroppingBackend.install(settings, drop_after=2)  # breaks while sending the third
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        send_forecast_breach_alerts()
+    assert [m.to for m in mail.outbox] == [["brand0@example.com"], ["brand1@example.com"]]
+    markers = [LicenseUsageForecast.objects.get(pk=f.pk).breach_alert_sent_at for f in forecasts]
+    assert markers == [NOW, NOW, NOW, None]  # sent, sent, in doubt (kept), never attempted (released)
+    assert [len(notices(lic)) for lic in licenses] == [1, 1, 0, 0]  # in-app follows a sent email
+
+    backend.drop_after = None  # RQ's retry, the server back
+    frozen.shift(timedelta(minutes=5))
+    assert send_forecast_breach_alerts() == {"candidates": 1, "alerts": 1, "emails_sent": 1, "emails_refused": 0}
+    recipients = [a for m in mail.outbox for a in m.to]
+    assert recipients == ["brand0@example.com", "brand1@example.com", "brand3@example.com"]
+    assert [len(notices(lic)) for lic in licenses] == [1, 1, 0, 1]
 
 
 def test_breach_email_renders_with_its_variables():

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import smtplib
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
-from django.db import connection
 from django.test import Client
 
 from jobs.api import get_queue, redis_connection
@@ -41,6 +39,7 @@ from yesgoddess.projects.services import (
     specialties_for,
 )
 
+from .concurrency import run_twice_at_once
 from .license_factories import make_brand, make_creator, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -145,6 +144,9 @@ def test_match_notifies_in_app_and_emails_only_immediate_creators():
     assert note.message == "Acme has a new project that matches your specialties: Spring campaign"
     assert note.action_url == f"/projects/{project.pk}"
     assert note.metadata == {"projectId": project.pk, "brandId": project.brand_id, "matchType": "specialty"}
+    # Daily/weekly creators get the match in their notification digest, the others never by email.
+    routes = {n.user_id: n.email_status for n in notes}
+    assert routes == {immediate.user_id: "NONE", daily.user_id: "DIGEST", weekly.user_id: "DIGEST", off.user_id: "NONE"}
     statuses = dict(ProjectMatch.objects.values_list("creator_id", "email_status"))
     assert statuses == {
         immediate.pk: MatchEmail.SENT,
@@ -325,24 +327,7 @@ def test_two_workers_matching_at_once_notify_each_creator_once(settings):
     for i in range(20):
         creator("photography", email=f"p{i}@example.com")
     project = active_project("image")
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            match_creators(project.pk, now=NOW)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_twice_at_once(lambda: match_creators(project.pk, now=NOW))
     recipients = [a for m in mail.outbox for a in m.to]
     assert len(recipients) == len(set(recipients)) == 20
     assert Notification.objects.count() == 20 and ProjectMatch.objects.count() == 20

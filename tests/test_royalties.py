@@ -7,12 +7,11 @@ otherwise, licenses use the default payout threshold of $20.00.
 from __future__ import annotations
 
 import itertools
-import threading
+import smtplib
 from datetime import UTC, date, datetime
 
 import pytest
 from django.core import mail
-from django.db import connection
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,6 +25,8 @@ from yesgoddess.royalties.calculation import flat_fee_part, round_half_even, spl
 from yesgoddess.royalties.models import RoyaltyLine, RoyaltyRun, RoyaltyStatement
 from yesgoddess.royalties.services import RunRefused, create_run
 
+from .concurrency import run_twice_at_once
+from .email_backends import DroppingBackend
 from .license_factories import make_asset, make_creator, make_license, make_user
 
 pytestmark = pytest.mark.django_db
@@ -262,24 +263,7 @@ def test_two_workers_on_one_run_calculate_it_once(staff):
     for _ in range(20):
         make_license(asset=make_asset((ana, 10_000)), start=utc(2026, 1, 1), end=utc(2026, 1, 31), fee_cents=1_000)
     run = january(staff)
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def work() -> None:
-        try:
-            barrier.wait()
-            results.append(calculate_royalties(run_id=run.pk))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    results = run_twice_at_once(lambda: calculate_royalties(run_id=run.pk))
     assert sum(1 for r in results if "statements" in r) == 1  # the other stepped aside
     assert RoyaltyStatement.objects.count() == 1 and RoyaltyLine.objects.filter(line_type="LICENSE").count() == 20
 
@@ -319,6 +303,27 @@ def test_a_refused_address_is_retried_by_the_next_run(settings, staff):
     creators[0].user.save()
     assert notify_statements(run_id=run.pk)["notified"] == 1
     assert Notification.objects.filter(type="ROYALTY").count() == 3
+
+
+def test_a_crash_mid_batch_notifies_nobody_twice_and_the_retry_notifies_the_rest(settings, staff):
+    run, _ = calculated_run(staff)
+    backend = DroppingBackend.install(settings, drop_after=1)  # breaks while sending the second
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        notify_statements(run_id=run.pk)
+    statements = list(RoyaltyStatement.objects.filter(royalty_run=run).select_related("creator__user").order_by("pk"))
+    assert [m.to for m in mail.outbox] == [[statements[0].creator.user.email]]
+    # sent, in doubt (kept), never attempted (released)
+    assert [s.notified_at is not None for s in statements] == [True, True, False]
+    assert list(Notification.objects.filter(type="ROYALTY").values_list("user", flat=True)) == [
+        statements[0].creator.user_id
+    ]
+
+    backend.drop_after = None  # RQ's retry, the server back
+    assert notify_statements(run_id=run.pk) == {"run_id": run.pk, "notified": 1, "refused": 0}
+    recipients = [a for m in mail.outbox for a in m.to]
+    assert recipients == [statements[0].creator.user.email, statements[2].creator.user.email]
+    assert Notification.objects.filter(type="ROYALTY").count() == 2
+    assert notify_statements(run_id=run.pk)["notified"] == 0
 
 
 def test_statement_template_renders_every_variable():

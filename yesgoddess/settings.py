@@ -108,7 +108,10 @@ INSTALLED_APPS = [
     "yesgoddess.royalties",
     "yesgoddess.analytics",
     "yesgoddess.emailing",
+    "yesgoddess.messaging",
+    "yesgoddess.campaigns",
     "yesgoddess.blog",
+    "yesgoddess.search",
     "jobs",
 ]
 
@@ -234,6 +237,35 @@ API_URL = env_url("API_URL", "http://localhost:8000", ("http", "https")).rstrip(
 # Messages sent over one SMTP connection before it is reopened; also the size of the
 # batches in which a job claims recipients, so a crash repeats at most one batch.
 EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 200, minimum=1)
+# Pending immediate notification emails one notification-delivery flush takes (it
+# re-queues itself while more remain), and users per notification-digest batch job.
+NOTIFICATION_DELIVERY_BATCH = env_int("NOTIFICATION_DELIVERY_BATCH", 500, minimum=1)
+NOTIFICATION_DIGEST_BATCH = env_int("NOTIFICATION_DIGEST_BATCH", 500, minimum=1)
+
+# --- email provider events (django-anymail, Mailgun) -------------------------------
+# The provider posts delivery, bounce, complaint, open and click events to
+# API_URL/anymail/mailgun/tracking/, each signed with this key (Mailgun's "HTTP webhook
+# signing key"); without it the endpoint refuses everything. ANYMAIL_WEBHOOK_SECRET
+# ("user:password") adds HTTP basic auth on top. MAILGUN_API_KEY / MAILGUN_SENDER_DOMAIN
+# are for EMAIL_BACKEND=anymail.backends.mailgun.EmailBackend. Only keys that are set go
+# into ANYMAIL: an empty signing key would make every signature "valid".
+ANYMAIL = {
+    key: value
+    for key, value in {
+        "MAILGUN_WEBHOOK_SIGNING_KEY": env_str("MAILGUN_WEBHOOK_SIGNING_KEY", ""),
+        "MAILGUN_API_KEY": env_str("MAILGUN_API_KEY", ""),
+        "MAILGUN_SENDER_DOMAIN": env_str("MAILGUN_SENDER_DOMAIN", ""),
+        "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET", ""),
+    }.items()
+    if value
+}
+# The domain reputation figures are filed under when a message's own sender is unknown.
+EMAIL_SENDER_DOMAIN = (
+    env_str("EMAIL_SENDER_DOMAIN", "") or DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(" >").lower() or "localhost"
+)
+# reputation-monitoring raises no alert (and pauses nothing) below this many sends in
+# its 30-day window: two bounces out of ten say little about a domain.
+EMAIL_REPUTATION_MIN_SENT = env_int("EMAIL_REPUTATION_MIN_SENT", 100, minimum=1)
 
 # --- virus scanner (clamd) ---------------------------------------------------------
 
@@ -256,6 +288,14 @@ CLEANUP_BATCH_SECONDS = float(env_int("CLEANUP_BATCH_MS", 250, minimum=10)) / 10
 # Raw usage events are kept this long; daily aggregates forever (spec B §5.5.5).
 USAGE_EVENT_RETENTION_DAYS = env_int("USAGE_EVENT_RETENTION_DAYS", 90, minimum=1)
 
+# --- analytics -----------------------------------------------------------------------
+
+# Events enriched by one flush job (a constant number of queries per flush).
+ANALYTICS_ENRICH_BATCH = env_int("ANALYTICS_ENRICH_BATCH", 1000, minimum=1)
+# Seconds the "a flush is queued" marker lives: the longest a new event waits for a
+# flush to be queued if the one it counted on was lost before running.
+ANALYTICS_ENRICH_MAX_WAIT = env_int("ANALYTICS_ENRICH_MAX_WAIT", 5, minimum=1)
+
 # --- royalties -----------------------------------------------------------------------
 
 # Payout thresholds (spec C §2.1 step 9); a creator's custom minimum wins over both.
@@ -263,6 +303,18 @@ MINIMUM_PAYOUT_THRESHOLD_CENTS = env_int("MINIMUM_PAYOUT_THRESHOLD_CENTS", 2000,
 VIP_MINIMUM_PAYOUT_THRESHOLD_CENTS = env_int("VIP_MINIMUM_PAYOUT_THRESHOLD_CENTS", 0, minimum=0)
 # Whether usage revenue (x revShareBps) is royalty-bearing, besides the prorated fee.
 ROYALTY_USAGE_REVENUE = env_bool("ROYALTY_USAGE_REVENUE", True)
+
+# --- search ----------------------------------------------------------------------------
+
+# Objects the search-index-update flush takes per run (one UPDATE per type for all of them).
+SEARCH_UPDATE_BATCH = env_int("SEARCH_UPDATE_BATCH", 1000, minimum=1)
+# How long after the first save of a quiet period the flush runs: a burst of saves within
+# it is one flush. 0 enqueues at once.
+SEARCH_FLUSH_DELAY_SECONDS = env_int("SEARCH_FLUSH_DELAY_SECONDS", 1, minimum=0)
+# Objects taken by a flush that died become pending again after this long.
+SEARCH_FLUSH_LEASE_SECONDS = env_int("SEARCH_FLUSH_LEASE_SECONDS", 60, minimum=1)
+# Target duration of one UPDATE of the weekly rebuild (batches are sized to it).
+SEARCH_REBUILD_BATCH_MS = env_int("SEARCH_REBUILD_BATCH_MS", 250, minimum=10)
 
 # --- logging -----------------------------------------------------------------------
 

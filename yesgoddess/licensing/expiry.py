@@ -3,22 +3,30 @@
 Owners: `send_expiry_notices` (license-expiry-monitor, daily) sends the 90/60/30-day
 notices and moves ACTIVE -> EXPIRING_SOON inside 30 days; `expire_due_licenses`
 (license-auto-expiry, hourly) owns end of term: past end date -> grace period, grace
-over -> EXPIRED, and the messages that follow. Every message has its own marker column
-and is sent from a batch of rows locked FOR UPDATE SKIP LOCKED, with the marker set in
-the same transaction: two workers never send one twice, a crash re-sends at most the
-batch in flight. Queries per batch are constant (the sends aside).
+over -> EXPIRED, and the messages that follow.
+
+Every message has its own marker column, sent through `yesgoddess.notifications.fanout`:
+a batch of rows is locked FOR UPDATE SKIP LOCKED, the markers are set and committed, and
+only then is the batch sent. Two workers never send one message twice, and neither does
+a retry after a crash: the licenses whose (brand's) message was never attempted, or was
+refused, get their marker back for the next run; one interrupted mid-send keeps it (it
+may be lost, never sent twice). What must follow a real send (events, audit rows, in-app
+notifications) is written after the batch, for the licenses whose message went out.
+Queries per batch are constant (the sends aside).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -26,12 +34,14 @@ from jobs.sweeps import locked_batches
 from yesgoddess.analytics.models import Event, system_event
 from yesgoddess.assets.models import IpOwnership
 from yesgoddess.core.models import AuditEvent
+from yesgoddess.notifications.fanout import claim_setting, claimed_batches, deliver_rows, release
 from yesgoddess.notifications.models import Notification
-from yesgoddess.notifications.services import build_email, send_each
+from yesgoddess.notifications.services import build_email
 from yesgoddess.projects.models import Project, ProjectStatus
 
-from . import renewals
+from .eligibility import check_eligibility_many
 from .models import IN_FORCE, License, LicenseStatus, RenewalOffer
+from .pricing import terms_for
 from .transitions import transition_many
 
 log = logging.getLogger(__name__)
@@ -54,6 +64,7 @@ EXPIRING_SOON_DAYS = 30
 # a first deploy does not mail every license that ever expired).
 RE_ENGAGEMENT_AFTER = timedelta(days=30)
 RE_ENGAGEMENT_WINDOW = timedelta(days=7)
+NOTICE_RELATED = ("brand__user", "ip_asset")  # what every message reads of a license
 
 
 def start_of_day(moment: datetime) -> datetime:
@@ -151,12 +162,12 @@ def notice_candidates(stage: NoticeStage, now: datetime) -> QuerySet:
 def renewal_quotes(licenses: Sequence[License], now: datetime) -> dict[int, dict[str, str]]:
     """The renewal price of each renewable license, from the one pricing function (the
     reminder part of a 60/30-day notice when no offer is pending)."""
-    eligibility = renewals.check_eligibility_many(licenses, now)
+    eligibility = check_eligibility_many(licenses, now)
     quotes = {}
     for lic in licenses:
         check = eligibility.get(lic.pk)
         if check is not None and check.eligible:
-            terms = renewals.terms_for(lic, check)
+            terms = terms_for(lic, check)
             quotes[lic.pk] = {
                 "fee": dollars(terms.fee_cents),
                 "start_date": long_date(terms.start_date),
@@ -194,61 +205,90 @@ def notice_messages(
     return brand, creators
 
 
-def send_notice_batch(stage: NoticeStage, batch: list[License], now: datetime) -> int:
-    owners = current_owners(batch, now)
-    offers = pending_offers(batch, now)
-    quotes = renewal_quotes([lic for lic in batch if lic.pk not in offers], now) if stage.days < 90 else {}
-    plan = [
-        (lic, *notice_messages(stage, lic, owners.get(lic.ip_asset_id, []), offers.get(lic.pk), quotes.get(lic.pk)))
-        for lic in batch
-    ]
-    results = iter(send_each([m for _, brand, creators in plan for m in (brand, *creators)]))
-    told: list[License] = []
-    for license, _brand, creators in plan:
-        brand_ok = next(results)
-        creator_results = [next(results) for _ in creators]
-        if not all(creator_results):
-            log.warning(
-                "license=%s stage=%s: %d creator notice(s) refused",
-                license.pk,
-                stage.days,
-                creator_results.count(False),
+@dataclass
+class NoticeBatch:
+    """A claimed batch of one stage's licenses (marker set and committed) and what their
+    notices need, read while the batch was locked."""
+
+    licenses: list[License]
+    owners: dict[int, list[IpOwnership]]  # current owners per asset id
+    offers: dict[int, RenewalOffer]  # pending offer per license id: the brand's notice carries it
+    quotes: dict[int, dict[str, str]]  # renewal price per license id, where no offer is pending
+    held: set[int] = field(default_factory=set)  # license ids whose renewal_notified_at the claim set
+
+
+def notice_batches(stage: NoticeStage, now: datetime) -> Iterator[NoticeBatch]:
+    """The stage's candidates in claimed batches of EMAIL_BATCH_SIZE.
+
+    The claim sets the stage's marker and, for a license told of its pending offer for
+    the first time, `renewal_notified_at` (so the renewal workflow does not email the
+    offer alone while the notice carrying it is being sent; kept only if it is sent).
+    """
+    claimed: list[NoticeBatch] = []
+
+    def claim(rows: list[License]) -> list[License]:
+        offers = pending_offers(rows, now)
+        quotes = renewal_quotes([lic for lic in rows if lic.pk not in offers], now) if stage.days < 90 else {}
+        batch = NoticeBatch(rows, current_owners(rows, now), offers, quotes)
+        batch.held = {lic.pk for lic in rows if lic.pk in offers and lic.renewal_notified_at is None}
+        License.objects.filter(pk__in=batch.held).update(renewal_notified_at=now)
+        claimed.append(batch)
+        return claim_setting(stage.marker, now)(rows)
+
+    for _ in claimed_batches(notice_candidates(stage, now).select_related(*NOTICE_RELATED), claim):
+        yield claimed.pop()
+
+
+def send_notice_batch(stage: NoticeStage, batch: NoticeBatch, now: datetime) -> int:
+    """Send a claimed batch's notices; return how many licenses were told.
+
+    The brand's message decides (the brand must act); the owners' messages go after it
+    and only when it was accepted (`deliver_rows`), so a brand retried next run does not
+    mean a second copy for the owners. A refused owner is not retried.
+    """
+
+    def messages(lic: License) -> list[EmailMessage]:
+        brand, creators = notice_messages(
+            stage, lic, batch.owners.get(lic.ip_asset_id, []), batch.offers.get(lic.pk), batch.quotes.get(lic.pk)
+        )
+        return [brand, *creators]
+
+    delivery = deliver_rows(batch.licenses, messages)
+    for license, refused in Counter(delivery.also_refused).items():
+        log.warning("license=%s stage=%s: %d creator notice(s) refused", license.pk, stage.days, refused)
+    told = delivery.sent
+    told_ids = {lic.pk for lic in told}
+    with transaction.atomic():
+        release(delivery.to_retry, stage.marker)
+        License.objects.filter(pk__in=batch.held - told_ids).update(renewal_notified_at=None)
+        License.objects.filter(pk__in=[pk for pk in told_ids if pk in batch.offers]).update(renewal_notified_at=now)
+        Event.objects.bulk_create(
+            system_event(
+                "license.expiry_notification_sent",
+                license_id=lic.pk,
+                ip_asset_id=lic.ip_asset_id,
+                brand_id=lic.brand_id,
+                props_json={
+                    "daysUntilExpiry": stage.days,
+                    "expiryDate": lic.end_date.isoformat(),
+                    "autoRenewEnabled": lic.auto_renew,
+                    "renewalOfferId": batch.offers[lic.pk].pk if lic.pk in batch.offers else None,
+                },
             )
-        if brand_ok:  # the notice counts as given when the brand, who must act, got it
-            told.append(license)
-    if not told:
-        return 0
-    ids = [lic.pk for lic in told]
-    License.objects.filter(pk__in=ids).update(**{stage.marker: now})
-    with_offer = [lic.pk for lic in told if lic.pk in offers]
-    if with_offer:
-        License.objects.filter(pk__in=with_offer).update(renewal_notified_at=now)
-    Event.objects.bulk_create(
-        system_event(
-            "license.expiry_notification_sent",
-            license_id=lic.pk,
-            ip_asset_id=lic.ip_asset_id,
-            brand_id=lic.brand_id,
-            props_json={
-                "daysUntilExpiry": stage.days,
-                "expiryDate": lic.end_date.isoformat(),
-                "autoRenewEnabled": lic.auto_renew,
-                "renewalOfferId": offers[lic.pk].pk if lic.pk in offers else None,
-            },
+            for lic in told
         )
-        for lic in told
-    )
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            action="expiry_notification_sent",
-            entity_type="license",
-            entity_id=str(lic.pk),
-            after={"notificationStage": f"{stage.days}_day_notice", "sentAt": now.isoformat()},
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                action="expiry_notification_sent",
+                entity_type="license",
+                entity_id=str(lic.pk),
+                after={"notificationStage": f"{stage.days}_day_notice", "sentAt": now.isoformat()},
+            )
+            for lic in told
         )
-        for lic in told
-    )
-    if stage.days == 30:
-        notify_thirty_days(told, owners)
+        if stage.days == 30:
+            notify_thirty_days(told, batch.owners)
+    delivery.raise_error()
     return len(told)
 
 
@@ -282,8 +322,9 @@ def notify_thirty_days(licenses: Iterable[License], owners: dict[int, list[IpOwn
     Notification.objects.bulk_create(rows)
 
 
-def notice_batches(queryset: QuerySet) -> Iterable[list[License]]:
-    return locked_batches(queryset.select_related("brand__user", "ip_asset"), settings.EMAIL_BATCH_SIZE)
+def marked_batches(queryset: QuerySet, marker: str, now: datetime) -> Iterator[list[License]]:
+    """Claimed batches of `queryset` (with brand, brand user and asset), `marker` set to `now`."""
+    return claimed_batches(queryset.select_related(*NOTICE_RELATED), claim_setting(marker, now))
 
 
 def send_expiry_notices(now: datetime | None = None) -> dict[str, int]:
@@ -291,7 +332,7 @@ def send_expiry_notices(now: datetime | None = None) -> dict[str, int]:
     counts: dict[str, int] = {}
     for stage in NOTICE_STAGES:
         counts[f"notices_{stage.days}d"] = sum(
-            send_notice_batch(stage, batch, now) for batch in notice_batches(notice_candidates(stage, now))
+            send_notice_batch(stage, batch, now) for batch in notice_batches(stage, now)
         )
     counts["marked_expiring_soon"] = mark_expiring_soon(now)
     return counts
@@ -401,6 +442,15 @@ def complete_projects(project_ids: set[int], now: datetime) -> int:
     return len(done)
 
 
+def grace_messages(license: License) -> list[EmailMessage]:
+    context = base_context(license) | {
+        "user_name": brand_contact_name(license),
+        "grace_end_date": long_date(license.grace_period_end_date),
+        "grace_days": license.grace_period_days,
+    }
+    return [build_email("license_grace_period", license.brand.user.email, context)]
+
+
 def send_grace_notices(now: datetime) -> int:
     """One email to the brand when a real grace period starts (the original re-sent it
     every run, up to 7 x 24 times)."""
@@ -411,83 +461,84 @@ def send_grace_notices(now: datetime) -> int:
         grace_notice_sent_at__isnull=True,
     )
     sent = 0
-    for batch in notice_batches(due):
-        messages = [
-            build_email(
-                "license_grace_period",
-                lic.brand.user.email,
-                base_context(lic)
-                | {
-                    "user_name": brand_contact_name(lic),
-                    "grace_end_date": long_date(lic.grace_period_end_date),
-                    "grace_days": lic.grace_period_days,
-                },
-            )
-            for lic in batch
-        ]
-        ok = [lic.pk for lic, accepted in zip(batch, send_each(messages), strict=True) if accepted]
-        License.objects.filter(pk__in=ok).update(grace_notice_sent_at=now)
-        sent += len(ok)
+    for batch in marked_batches(due, "grace_notice_sent_at", now):
+        delivery = deliver_rows(batch, grace_messages)
+        release(delivery.to_retry, "grace_notice_sent_at")
+        sent += len(delivery.sent)
+        delivery.raise_error()
     return sent
+
+
+def expired_messages(license: License, owners: list[IpOwnership], now: datetime) -> list[EmailMessage]:
+    """The brand's "license expired" message and one per current owner."""
+    context = base_context(license) | {"expired_on": long_date(license.expired_at or now)}
+    brand = build_email(
+        "license_expired",
+        license.brand.user.email,
+        context | {"user_name": brand_contact_name(license), "recipient_role": "brand"},
+    )
+    creators = [
+        build_email(
+            "license_expired",
+            row.creator.user.email,
+            context | {"user_name": creator_name(row), "recipient_role": "creator"},
+        )
+        for row in owners
+        if row.creator.user.email
+    ]
+    return [brand, *creators]
 
 
 def send_expired_notices(now: datetime) -> int:
-    """Brand and current owners emailed, brand notified in-app, once per license."""
+    """Brand and current owners emailed, brand notified in-app, once per license (the
+    brand's email decides; the owners' go after it)."""
     due = live(License.objects).filter(status=LicenseStatus.EXPIRED, expired_notice_sent_at__isnull=True)
+    owners: dict[int, list[IpOwnership]] = {}
+
+    def claim(rows: list[License]) -> list[License]:
+        owners.clear()
+        owners.update(current_owners(rows, now))
+        return claim_setting("expired_notice_sent_at", now)(rows)
+
     sent = 0
-    for batch in notice_batches(due):
-        owners = current_owners(batch, now)
-        plan = []
-        for lic in batch:
-            context = base_context(lic) | {"expired_on": long_date(lic.expired_at or now)}
-            brand = build_email(
-                "license_expired",
-                lic.brand.user.email,
-                context | {"user_name": brand_contact_name(lic), "recipient_role": "brand"},
-            )
-            creators = [
-                build_email(
-                    "license_expired",
-                    row.creator.user.email,
-                    context | {"user_name": creator_name(row), "recipient_role": "creator"},
+    for batch in claimed_batches(due.select_related(*NOTICE_RELATED), claim):
+        delivery = deliver_rows(batch, lambda lic: expired_messages(lic, owners.get(lic.ip_asset_id, []), now))
+        told = delivery.sent
+        with transaction.atomic():
+            release(delivery.to_retry, "expired_notice_sent_at")
+            Notification.objects.bulk_create(
+                Notification(
+                    user_id=lic.brand.user_id,
+                    type=Notification.Type.LICENSE,
+                    priority=Notification.Priority.HIGH,
+                    title="License Expired",
+                    message=f'Your license for "{lic.ip_asset.title}" has expired.',
+                    action_url=f"/licenses/{lic.pk}",
+                    metadata={"licenseId": lic.pk, "notificationType": "expired"},
                 )
-                for row in owners.get(lic.ip_asset_id, [])
-                if row.creator.user.email
-            ]
-            plan.append((lic, brand, creators))
-        results = iter(send_each([m for _, brand, creators in plan for m in (brand, *creators)]))
-        told = []
-        for lic, _brand, creators in plan:
-            brand_ok = next(results)
-            for _ in creators:
-                next(results)
-            if brand_ok:
-                told.append(lic)
-        License.objects.filter(pk__in=[lic.pk for lic in told]).update(expired_notice_sent_at=now)
-        Notification.objects.bulk_create(
-            Notification(
-                user_id=lic.brand.user_id,
-                type=Notification.Type.LICENSE,
-                priority=Notification.Priority.HIGH,
-                title="License Expired",
-                message=f'Your license for "{lic.ip_asset.title}" has expired.',
-                action_url=f"/licenses/{lic.pk}",
-                metadata={"licenseId": lic.pk, "notificationType": "expired"},
+                for lic in told
             )
-            for lic in told
-        )
-        Event.objects.bulk_create(
-            system_event(
-                "license.expired",
-                license_id=lic.pk,
-                ip_asset_id=lic.ip_asset_id,
-                brand_id=lic.brand_id,
-                props_json={"endDate": lic.end_date.isoformat(), "expiredAt": (lic.expired_at or now).isoformat()},
+            Event.objects.bulk_create(
+                system_event(
+                    "license.expired",
+                    license_id=lic.pk,
+                    ip_asset_id=lic.ip_asset_id,
+                    brand_id=lic.brand_id,
+                    props_json={"endDate": lic.end_date.isoformat(), "expiredAt": (lic.expired_at or now).isoformat()},
+                )
+                for lic in told
             )
-            for lic in told
-        )
         sent += len(told)
+        delivery.raise_error()
     return sent
+
+
+def re_engagement_messages(license: License) -> list[EmailMessage]:
+    context = base_context(license) | {
+        "user_name": brand_contact_name(license),
+        "expired_on": long_date(license.expired_at),
+    }
+    return [build_email("license_re_engagement", license.brand.user.email, context)]
 
 
 def send_re_engagement(now: datetime) -> int:
@@ -509,18 +560,11 @@ def send_re_engagement(now: datetime) -> int:
         .exclude(Exists(renewed))
     )
     sent = 0
-    for batch in notice_batches(due):
-        messages = [
-            build_email(
-                "license_re_engagement",
-                lic.brand.user.email,
-                base_context(lic) | {"user_name": brand_contact_name(lic), "expired_on": long_date(lic.expired_at)},
-            )
-            for lic in batch
-        ]
-        ok = [lic.pk for lic, accepted in zip(batch, send_each(messages), strict=True) if accepted]
-        License.objects.filter(pk__in=ok).update(re_engagement_sent_at=now)
-        sent += len(ok)
+    for batch in marked_batches(due, "re_engagement_sent_at", now):
+        delivery = deliver_rows(batch, re_engagement_messages)
+        release(delivery.to_retry, "re_engagement_sent_at")
+        sent += len(delivery.sent)
+        delivery.raise_error()
     return sent
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
 
 from .models import IN_FORCE, License
-from .usage import IdempotencyConflict, UsageInputError, parse_usage_report, record_usage_event
+from .usage_events import IdempotencyConflict, UsageInputError, parse_usage_report, record_usage_event
 
 
 @api_view(("POST",))

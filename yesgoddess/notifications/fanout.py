@@ -15,6 +15,14 @@ The pattern, per batch of recipient rows:
    rest. A message in doubt keeps its marker: a crash may lose a message, never send one
    twice. (`jobs.sweeps.locked_batches` keeps the transaction open while sending instead,
    so a crash mid-batch re-sends that batch; fine for idempotent work, not for email.)
+
+A worker killed mid-batch leaves its rows claimed; messages built with a `journal_key`
+can be recovered exactly (`journal_outcomes`: sent, in doubt, or never attempted).
+
+`deliver_rows` is `deliver` for one row per notice: the row's deciding message (the one
+whose outcome settles the row's marker) and the messages that accompany it (the same
+notice to the other parties), with the outcome per row. `claim_setting` and `release`
+are the usual claim and release of a marker column.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import logging
 import smtplib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -32,6 +41,8 @@ from django.db.models import Model, QuerySet
 log = logging.getLogger(__name__)
 
 REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused)
+
+R = TypeVar("R")
 
 
 def claimed_batches(
@@ -58,6 +69,26 @@ def claimed_batches(
             yield claimed
 
 
+def claim_setting(marker: str, value: Any) -> Callable[[list[Model]], list[Model]]:
+    """A `claim` for `claimed_batches` that sets the column `marker` to `value` on every
+    row it is given (one UPDATE) and handles them all (a claim that picks some rows of
+    the batch can end with `return claim_setting(marker, value)(picked)`)."""
+
+    def claim(rows: list[Model]) -> list[Model]:
+        if rows:
+            type(rows[0])._default_manager.filter(pk__in=[row.pk for row in rows]).update(**{marker: value})
+        return rows
+
+    return claim
+
+
+def release(rows: Sequence[Model], *markers: str) -> None:
+    """Set the marker columns of `rows` back to null (one UPDATE; none for no rows), so
+    that the next run sends them."""
+    if rows:
+        type(rows[0])._default_manager.filter(pk__in=[row.pk for row in rows]).update(**dict.fromkeys(markers, None))
+
+
 @dataclass
 class Delivery:
     """Indexes of the messages passed to `deliver`, by outcome."""
@@ -66,6 +97,7 @@ class Delivery:
     refused: list[int] = field(default_factory=list)
     unsent: list[int] = field(default_factory=list)  # never attempted
     in_doubt: list[int] = field(default_factory=list)  # interrupted while sending
+    skipped: list[int] = field(default_factory=list)  # not attempted: the message it follows was not accepted
     error: Exception | None = None  # what stopped the delivery (re-raise it after settling)
 
     def raise_error(self) -> None:
@@ -81,36 +113,160 @@ def deliver(messages: Sequence[EmailMessage | None]) -> Delivery:
     breaks, delivery stops: the message being sent is `in_doubt`, the rest `unsent`,
     and `error` holds the exception.
     """
+    return _deliver(messages, None)
+
+
+def _deliver(messages: Sequence[EmailMessage | None], follows: Sequence[int | None] | None) -> Delivery:
+    """`deliver`; with `follows`, message i is attempted only if message follows[i] (an
+    earlier one) was accepted, else it is `skipped` (and uses no connection slot)."""
     result = Delivery()
     pending = [index for index, message in enumerate(messages) if message is not None]
+    accepted: set[int] = set()
     size = settings.EMAIL_BATCH_SIZE
-    for start in range(0, len(pending), size):
-        chunk = pending[start : start + size]
-        connection = get_connection()
-        try:
-            connection.open()
-        except Exception as exc:
-            result.unsent.extend(pending[start:])
-            result.error = exc
-            return result
-        try:
-            for position, index in enumerate(chunk):
+    connection, attempts = None, 0
+    try:
+        for position, index in enumerate(pending):
+            leader = follows[index] if follows is not None else None
+            if leader is not None and leader not in accepted:
+                result.skipped.append(index)
+                continue
+            if connection is None:
+                connection = get_connection()
                 try:
-                    accepted = bool(connection.send_messages([messages[index]]))
-                except REFUSED as exc:
-                    log.warning("email refused by the server: %s", type(exc).__name__)
-                    result.refused.append(index)
-                    continue
+                    connection.open()
                 except Exception as exc:
-                    result.in_doubt.append(index)
-                    result.unsent.extend(chunk[position + 1 :])
-                    result.unsent.extend(pending[start + size :])
+                    connection = None
+                    result.unsent.extend(pending[position:])
                     result.error = exc
                     return result
-                (result.sent if accepted else result.refused).append(index)
-        finally:
+            attempts += 1
+            key = getattr(messages[index], "journal_key", None)
+            if key:
+                _journal(ATTEMPTED, key)
             try:
-                connection.close()
-            except Exception:  # closing a broken connection: nothing left to do
-                log.debug("closing the mail connection failed", exc_info=True)
+                ok = bool(connection.send_messages([messages[index]]))
+            except REFUSED as exc:
+                log.warning("email refused by the server: %s", type(exc).__name__)
+                result.refused.append(index)
+            except Exception as exc:
+                result.in_doubt.append(index)
+                result.unsent.extend(pending[position + 1 :])
+                result.error = exc
+                return result
+            else:
+                (result.sent if ok else result.refused).append(index)
+                if ok:
+                    accepted.add(index)
+                    if key:
+                        _journal(ACCEPTED, key)
+            if attempts == size:  # one connection per EMAIL_BATCH_SIZE messages
+                _close(connection)
+                connection, attempts = None, 0
+    finally:
+        if connection is not None:
+            _close(connection)
     return result
+
+
+# The journal: what happened to a message whose row outlived its worker (SIGKILL, OOM,
+# a lost machine) in the claimed state. A message built with `journal_key` set leaves two
+# Redis keys: one before the attempt, one when the server accepted it. Recovery reads
+# them: accepted -> it went out; attempted only -> in doubt; neither -> never attempted,
+# safe to send. Two round trips to Redis per message; the keys expire after a week.
+ATTEMPTED, ACCEPTED = "attempted", "accepted"
+JOURNAL_TTL = 7 * 24 * 3600
+
+
+def _journal(state: str, key: str) -> None:
+    from jobs.api import redis_connection
+
+    redis_connection().set(f"fanout:{state}:{key}", 1, ex=JOURNAL_TTL)
+
+
+def journal_outcomes(keys: Sequence[str]) -> dict[str, str]:
+    """For each journal key: "sent", "in_doubt" or "unattempted" (one MGET)."""
+    if not keys:
+        return {}
+    from jobs.api import redis_connection
+
+    names = [f"fanout:{state}:{key}" for key in keys for state in (ATTEMPTED, ACCEPTED)]
+    values = redis_connection().mget(names)
+    outcomes = {}
+    for i, key in enumerate(keys):
+        attempted, accepted = values[2 * i], values[2 * i + 1]
+        outcomes[key] = "sent" if accepted else "in_doubt" if attempted else "unattempted"
+    return outcomes
+
+
+def _close(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:  # closing a broken connection: nothing left to do
+        log.debug("closing the mail connection failed", exc_info=True)
+
+
+@dataclass
+class RowDelivery(Generic[R]):
+    """The rows passed to `deliver_rows`, by the outcome of their deciding message, and
+    the rows of the accompanying messages by theirs (a row once per message)."""
+
+    sent: list[R] = field(default_factory=list)
+    refused: list[R] = field(default_factory=list)
+    unsent: list[R] = field(default_factory=list)  # never attempted
+    in_doubt: list[R] = field(default_factory=list)  # interrupted while sending
+    also_sent: list[R] = field(default_factory=list)
+    also_refused: list[R] = field(default_factory=list)
+    also_lost: list[R] = field(default_factory=list)  # of a sent row, cut off by a break (never retried)
+    error: Exception | None = None
+
+    @property
+    def to_retry(self) -> list[R]:
+        """Rows whose marker is released for the next run: refused (the address may be
+        fixed by then) or never attempted. A row in doubt keeps its marker."""
+        return self.refused + self.unsent
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def deliver_rows(rows: Sequence[R], messages_of: Callable[[R], Sequence[EmailMessage]]) -> RowDelivery[R]:
+    """Send, row after row, the row's messages `messages_of(row)`: the first is the
+    deciding one, the others accompany it (the same notice to the other parties) and are
+    attempted only if the server accepted it; as `deliver` does (one connection per
+    EMAIL_BATCH_SIZE messages).
+
+    A row's outcome is its deciding message's. A refused or unsent row sent none of its
+    accompanying messages: they go with the retry, so nobody gets a second copy. If the
+    connection breaks among a sent row's accompanying messages, the rest of them are
+    lost (`also_lost`): the row is done, a message may be lost, never sent twice. All
+    messages are built before the first is sent: if building one fails, every row is
+    `unsent` and `error` holds the exception.
+    """
+    messages: list[EmailMessage] = []
+    follows: list[int | None] = []
+    owner: list[int] = []
+    try:
+        for number, row in enumerate(rows):
+            lead = len(messages)
+            for position, message in enumerate(messages_of(row)):
+                messages.append(message)
+                follows.append(None if position == 0 else lead)
+                owner.append(number)
+    except Exception as exc:  # a message could not be built: nothing was attempted
+        return RowDelivery[R](unsent=list(rows), error=exc)
+    result = _deliver(messages, follows)
+    outcomes = {index: name for name in ("sent", "refused", "unsent", "in_doubt") for index in getattr(result, name)}
+    rows_of = RowDelivery[R](error=result.error)
+    for index, leader in enumerate(follows):
+        row, outcome = rows[owner[index]], outcomes.get(index)  # None: skipped
+        if leader is None:
+            if outcome is not None:
+                getattr(rows_of, outcome).append(row)
+        elif outcome in ("sent", "refused"):
+            getattr(rows_of, f"also_{outcome}").append(row)
+        elif outcome is not None and outcomes.get(leader) == "sent":
+            rows_of.also_lost.append(row)
+    if rows_of.also_lost:
+        log.warning("delivery stopped: %d accompanying message(s) of sent rows lost", len(rows_of.also_lost))
+    return rows_of

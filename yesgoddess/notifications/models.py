@@ -5,6 +5,18 @@ from django.db import models
 from django.utils import timezone
 
 
+class EmailStatus(models.TextChoices):
+    """Where a notification stands with email. Rows created directly (bulk_create by a
+    module that sends its own email) get NONE from the database default: never emailed."""
+
+    NONE = "NONE"  # no email for this notification
+    PENDING = "PENDING"  # immediate email, waiting for the notification-delivery flush
+    SENDING = "SENDING"  # claimed; stays so when the send was interrupted (in doubt: never re-sent)
+    SENT = "SENT"
+    FAILED = "FAILED"  # email_error says why (no address, suppressed, refused, template error)
+    DIGEST = "DIGEST"  # left to the daily/weekly digest
+
+
 class Notification(models.Model):
     """An in-app notification (spec A §3.6)."""
 
@@ -35,6 +47,12 @@ class Notification(models.Model):
     read_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    email_status = models.CharField(
+        max_length=8, choices=EmailStatus.choices, default=EmailStatus.NONE, db_default=EmailStatus.NONE
+    )
+    # While SENDING: when the attempt began; once SENT: when the server accepted it.
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         db_table = "notifications"
@@ -46,6 +64,14 @@ class Notification(models.Model):
             # The cleanup's two shapes of query (spec A §3.6 port note).
             models.Index(fields=["read", "read_at"], name="notif_read_readat_idx"),
             models.Index(fields=["read", "priority", "created_at"], name="notif_unread_age_idx"),
+            # The notification-delivery flush walks PENDING rows by id.
+            models.Index(fields=["id"], name="notif_email_pending_idx", condition=models.Q(email_status="PENDING")),
+            # The digest: a user's unread rows routed to it, by time.
+            models.Index(
+                fields=["user", "created_at"],
+                name="notif_digest_idx",
+                condition=models.Q(email_status="DIGEST", read=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -71,3 +97,50 @@ class NotificationPreference(models.Model):
     class Meta:
         db_table = "notification_preferences"
         constraints = [models.UniqueConstraint(fields=["user", "type"], name="notification_pref_per_type")]
+        # The digest starts from the users with a DAILY (or WEEKLY) preference.
+        indexes = [models.Index(fields=["email_frequency", "user"], name="notif_pref_frequency_idx")]
+
+
+class DigestFrequency(models.TextChoices):
+    DAILY = "DAILY"
+    WEEKLY = "WEEKLY"
+
+
+class DigestStatus(models.TextChoices):
+    PENDING = "PENDING"  # prepared, waiting for its batch job
+    SENDING = "SENDING"  # claimed: never sent again (in doubt when the connection broke)
+    SENT = "SENT"
+    REFUSED = "REFUSED"  # the server refused the message
+    BLOCKED = "BLOCKED"  # suppressed address or opted out of digests
+    NO_ADDRESS = "NO_ADDRESS"  # no email address, or the account is inactive/deleted
+    EMPTY = "EMPTY"  # nothing left to report when the batch ran (all read meanwhile)
+    FAILED = "FAILED"  # the email could not be built (template error)
+    SUPERSEDED = "SUPERSEDED"  # still pending when the next period's digest was prepared
+
+
+class NotificationDigest(models.Model):
+    """One digest of one user for one period (the day, or the ISO week): the once-only
+    marker. The next digest of the same frequency covers what was created since the
+    `window_end` of the last one SENT (or in doubt), so nothing is reported twice."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_digests")
+    frequency = models.CharField(max_length=8, choices=DigestFrequency.choices)
+    period_key = models.CharField(max_length=16)  # "2026-03-02" (DAILY) or "2026-W10" (WEEKLY)
+    status = models.CharField(
+        max_length=10, choices=DigestStatus.choices, default=DigestStatus.PENDING, db_default=DigestStatus.PENDING
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    notification_count = models.IntegerField(default=0, db_default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "notification_digests"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "frequency", "period_key"], name="notification_digest_once")
+        ]
+        indexes = [models.Index(fields=["frequency", "status", "period_key"], name="notif_digest_period_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.frequency} digest {self.period_key} ({self.status})"

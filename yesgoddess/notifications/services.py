@@ -9,18 +9,46 @@ lets a delivery error propagate, so a job retries instead of counting a failure 
 from __future__ import annotations
 
 import logging
-import smtplib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
 from django.template.loader import render_to_string
 
-from .models import EmailFrequency, Notification, NotificationPreference
+from .models import EmailFrequency, EmailStatus, Notification, NotificationPreference
 
 log = logging.getLogger(__name__)
+
+
+FLUSH_JOB = "notification-delivery"
+FLUSH_DEDUP_KEY = "flush"
+
+
+# Message notifications are never emailed by the notification flows: the message-digest
+# job emails the messages themselves (spec C §2.3: "MESSAGE: no email").
+NOT_EMAILED_TYPES = frozenset({Notification.Type.MESSAGE})
+
+
+def email_route(frequency: str, type: str | None = None) -> str:
+    """The email status a new notification gets from its recipient's preference for its type."""
+    if type in NOT_EMAILED_TYPES:
+        return EmailStatus.NONE
+    if frequency == EmailFrequency.IMMEDIATE:
+        return EmailStatus.PENDING
+    if frequency in (EmailFrequency.DAILY, EmailFrequency.WEEKLY):
+        return EmailStatus.DIGEST
+    return EmailStatus.NONE
+
+
+def schedule_flush() -> str:
+    """Make sure one notification-delivery flush is queued (deduplicated): many pending
+    emails, one job. Call it after the rows are committed (notify does)."""
+    from jobs.api import enqueue
+
+    return enqueue(FLUSH_JOB, dedup_key=FLUSH_DEDUP_KEY)
 
 
 def notify(
@@ -32,8 +60,21 @@ def notify(
     priority: str = Notification.Priority.MEDIUM,
     action_url: str | None = None,
     metadata: dict[str, Any] | None = None,
+    email: bool = True,
 ) -> int:
-    """Create one in-app notification per user; return how many were created."""
+    """Create one in-app notification per user (one insert); return how many were created.
+
+    In-app is always on. By email, each recipient's preference for `type` decides:
+    IMMEDIATE -> sent by the notification-delivery flush (one deduplicated job for all
+    pending rows, enqueued after commit), DAILY/WEEKLY -> left to the digest, OFF ->
+    none. `email=False`: the caller sends its own email for this event, so none here.
+    MESSAGE notifications are never emailed here (message-digest emails the messages).
+    """
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        return 0
+    wanted = email and type not in NOT_EMAILED_TYPES
+    routes = {user_id: email_route(f, type) for user_id, f in email_frequencies(ids, type).items()} if wanted else {}
     rows = [
         Notification(
             user_id=user_id,
@@ -43,10 +84,15 @@ def notify(
             priority=priority,
             action_url=action_url,
             metadata=metadata,
+            email_status=routes.get(user_id, EmailStatus.NONE),
         )
-        for user_id in dict.fromkeys(user_ids)
+        for user_id in ids
     ]
     Notification.objects.bulk_create(rows)
+    if any(row.email_status == EmailStatus.PENDING for row in rows):
+        # robust: the rows are committed whatever Redis says; the sweep cron picks up a
+        # flush that could not be enqueued.
+        transaction.on_commit(schedule_flush, robust=True)
     return len(rows)
 
 
@@ -77,32 +123,15 @@ def render_email(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
     return subject, render_to_string(f"email/{name}.txt", context), render_to_string(f"email/{name}.html", context)
 
 
-def build_email(name: str, to: str, context: dict[str, Any]) -> EmailMultiAlternatives:
-    """One message of template `name` to one address (text with an HTML alternative)."""
+def build_email(
+    name: str, to: str, context: dict[str, Any], headers: dict[str, str] | None = None
+) -> EmailMultiAlternatives:
+    """One message of template `name` to one address (text with an HTML alternative).
+    `headers`: extra headers, e.g. `emailing.services.list_unsubscribe_headers(...)`."""
     subject, text, html = render_email(name, context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers=headers)
     message.attach_alternative(html, "text/html")
     return message
-
-
-def send_each(messages: Sequence[EmailMessage]) -> list[bool]:
-    """Send messages over one connection per EMAIL_BATCH_SIZE; say which were accepted.
-
-    A message the server refuses (a bad recipient, a rejected message) is False and the
-    rest still go; failing to reach the server at all raises, so the job retries. Callers
-    mark a recipient as sent only where the answer is True.
-    """
-    results: list[bool] = []
-    size = settings.EMAIL_BATCH_SIZE
-    for start in range(0, len(messages), size):
-        with get_connection() as connection:
-            for message in messages[start : start + size]:
-                try:
-                    results.append(bool(connection.send_messages([message])))
-                except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
-                    log.warning("email refused by the server: %s", type(exc).__name__)
-                    results.append(False)
-    return results
 
 
 def send_templated_email(name: str, recipients: Iterable[str], context: dict[str, Any]) -> int:
@@ -131,7 +160,10 @@ def alert_admins(
     priority: str = Notification.Priority.URGENT,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """In-app notification to every admin and an email to the admin addresses."""
-    notified = notify(admin_user_ids(), type=type, title=title, message=message, priority=priority, metadata=metadata)
+    """In-app notification to every admin and an email to the admin addresses (the
+    dedicated email, so the notification itself is not emailed again)."""
+    notified = notify(
+        admin_user_ids(), type=type, title=title, message=message, priority=priority, metadata=metadata, email=False
+    )
     emailed = send_templated_email(email_template, admin_emails(), context)
     return {"admins_notified": notified, "admin_emails_sent": emailed}

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,26 +15,50 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Post',
+            name="Post",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=500)),
-                ('slug', models.CharField(max_length=600, unique=True)),
-                ('content', models.TextField(blank=True, default='')),
-                ('excerpt', models.CharField(blank=True, max_length=1000, null=True)),
-                ('status', models.CharField(choices=[('DRAFT', 'Draft'), ('SCHEDULED', 'Scheduled'), ('PUBLISHED', 'Published'), ('ARCHIVED', 'Archived')], default='DRAFT', max_length=16)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('scheduled_for', models.DateTimeField(blank=True, null=True)),
-                ('tags', models.JSONField(blank=True, default=list)),
-                ('view_count', models.IntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='posts', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=500)),
+                ("slug", models.CharField(max_length=600, unique=True)),
+                ("content", models.TextField(blank=True, default="")),
+                ("excerpt", models.CharField(blank=True, max_length=1000, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("DRAFT", "Draft"),
+                            ("SCHEDULED", "Scheduled"),
+                            ("PUBLISHED", "Published"),
+                            ("ARCHIVED", "Archived"),
+                        ],
+                        default="DRAFT",
+                        max_length=16,
+                    ),
+                ),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                ("scheduled_for", models.DateTimeField(blank=True, null=True)),
+                ("tags", models.JSONField(blank=True, default=list)),
+                ("view_count", models.IntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="posts", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'db_table': 'posts',
-                'indexes': [models.Index(fields=['status', '-published_at'], name='post_status_published_idx'), models.Index(condition=models.Q(('deleted_at__isnull', True), ('status', 'SCHEDULED')), fields=['scheduled_for'], name='post_due_idx')],
+                "db_table": "posts",
+                "indexes": [
+                    models.Index(fields=["status", "-published_at"], name="post_status_published_idx"),
+                    models.Index(
+                        condition=models.Q(("deleted_at__isnull", True), ("status", "SCHEDULED")),
+                        fields=["scheduled_for"],
+                        name="post_due_idx",
+                    ),
+                ],
             },
         ),
     ]

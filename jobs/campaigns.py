@@ -1,0 +1,326 @@
+"""email-campaign: send one batch of a campaign, then queue the next (spec C §2.10, fixed).
+
+One run of the job = one batch:
+
+1. Re-read the campaign. SCHEDULED becomes SENDING (and `send_started_at` is set);
+   anything but SENDING (PAUSED, CANCELLED, COMPLETED, FAILED) stops the chain here, so
+   a pause takes effect between batches and a resume continues with the PENDING rows.
+   While reputation-monitoring's latest row holds a critical condition the campaign is
+   PAUSED here too (the spec's port note: consult it before each batch).
+2. Claim up to `batch_size` PENDING recipients with the fan-out claim
+   (`yesgoddess.notifications.fanout`): in one short transaction, rows whose address is
+   suppressed or opted out of campaigns become SKIPPED, rows of users who take campaigns
+   as a digest become DEFERRED with a `DeferredEmail` for `email-digest`, and the rest
+   become SENDING. That commits before anything is sent.
+3. Send the SENDING rows over one SMTP connection (the global EMAIL_RATE_LIMIT_PER_SECOND
+   is applied by the email backend), with List-Unsubscribe / List-Unsubscribe-Post.
+   Accepted -> SENT (with its Message-ID); refused -> FAILED; never attempted (the server
+   went away) -> back to PENDING, and the job fails so RQ retries: the retry sends only
+   those. The one message in flight when a connection broke is FAILED ("in doubt"): a
+   crash may lose a message, never send one twice. A message that cannot even be built
+   (a broken template or personalization) is FAILED with the reason; the batch goes on.
+4. Recompute the counters from the recipients, store progress, then either complete the
+   campaign (nothing PENDING left) or enqueue the next batch with the delay that keeps
+   `messages_per_hour` (3600 x messages sent / messages_per_hour, minus the time the
+   batch took): no job ever sleeps. Enqueues are deduplicated per campaign, so one chain
+   of batch jobs runs per campaign.
+
+The final failure of a run (after RQ's retries) marks the campaign FAILED; `resume`
+continues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from rq import get_current_job
+
+from yesgoddess.campaigns import services
+from yesgoddess.campaigns.models import (
+    CampaignRecipient,
+    CampaignStatus,
+    DeferredEmail,
+    EmailCampaign,
+    RecipientStatus,
+)
+from yesgoddess.emailing.reputation import latest_is_critical
+from yesgoddess.emailing.services import blocked
+from yesgoddess.notifications.fanout import claimed_batches, deliver, journal_outcomes
+
+from .api import _dedup_marker, enqueue, redis_connection
+from .errors import JobInputError
+from .registry import get_spec
+from .runtime import set_progress
+
+log = logging.getLogger(__name__)
+
+JOB = "email-campaign"
+IN_DOUBT = "connection lost while sending; not retried, so it is never sent twice"
+REPUTATION_PAUSE = "sender reputation is at a critical level (reputation-monitoring); resume once it is fixed"
+INTERRUPTED = "interrupted while sending by an earlier run; not retried, so it is never sent twice"
+
+# Compare-and-delete: drop a dedup marker only if it still names this job.
+_RELEASE_MARKER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def release_own_marker(name: str, dedup_key: str) -> None:
+    """Drop the dedup marker of `dedup_key` if it still names the running job."""
+    job = get_current_job()
+    if job is not None:
+        redis_connection().eval(_RELEASE_MARKER, 1, _dedup_marker(get_spec(name), dedup_key), job.id)
+
+
+def requeue_self(name: str, dedup_key: str, delay: float | None, **kwargs: Any) -> str:
+    """Enqueue the next run of a self-continuing job under the same `dedup_key`.
+
+    While this job runs, its own dedup marker would make `enqueue` return this job's id;
+    the marker is released first (only if it still names this job), then the next run is
+    enqueued deduplicated as usual: if something else queued a run of the chain meanwhile,
+    that one is kept and no second chain starts.
+    """
+    release_own_marker(name, dedup_key)
+    return enqueue(name, dedup_key=dedup_key, delay=delay, **kwargs)
+
+
+def stop_chain(campaign_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """End the chain here (paused, cancelled, done): release this run's dedup marker, then
+    look once more. A resume that came in meanwhile found this run still active and so
+    queued nothing; the chain then goes on from here instead of stalling."""
+    key = f"campaign-{campaign_id}"
+    release_own_marker(JOB, key)
+    status = EmailCampaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+    if status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
+        result["next"] = enqueue(JOB, dedup_key=key, campaign_id=campaign_id)
+        EmailCampaign.objects.filter(pk=campaign_id).update(job_id=result["next"])
+    return result
+
+
+def next_delay(campaign: EmailCampaign, attempted: int, elapsed: float) -> float | None:
+    """Seconds to wait before the next batch so that the campaign keeps messages_per_hour."""
+    seconds = 3600.0 * attempted / campaign.messages_per_hour - elapsed
+    return seconds if seconds >= 1 else None
+
+
+def start(campaign: EmailCampaign, now) -> EmailCampaign:
+    """SCHEDULED -> SENDING (conditional update); return the campaign as it is now."""
+    if campaign.status == CampaignStatus.SCHEDULED:
+        EmailCampaign.objects.filter(pk=campaign.pk, status=CampaignStatus.SCHEDULED).update(
+            status=CampaignStatus.SENDING, send_started_at=Coalesce(F("send_started_at"), now), updated_at=now
+        )
+        campaign.refresh_from_db()
+    return campaign
+
+
+def mark_sent(ids: list[int], message_ids: list[str], now) -> None:
+    """SENT with each row's Message-ID: one UPDATE for the batch (bulk_update's CASE
+    expressions cost more Python time than the send itself)."""
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaign_recipients AS r SET status = %s, sent_at = %s, message_id = v.message_id "
+            "FROM unnest(%s::bigint[], %s::text[]) AS v(id, message_id) WHERE r.id = v.id",
+            [RecipientStatus.SENT, now, ids, message_ids],
+        )
+
+
+def mark_failed(failures: list[tuple[CampaignRecipient, str]]) -> None:
+    """FAILED with the reason: one UPDATE per distinct reason."""
+    by_error: dict[str, list[int]] = defaultdict(list)
+    for row, error in failures:
+        by_error[error].append(row.pk)
+    for error, ids in by_error.items():
+        CampaignRecipient.objects.filter(pk__in=ids).update(status=RecipientStatus.FAILED, error=error)
+
+
+def recover_stranded(campaign_id: int, now) -> dict[str, int]:
+    """Recipients a killed worker left SENDING (claimed longer ago than a batch job may
+    run): settled from the send journal — accepted: SENT; attempted: FAILED in doubt
+    (never re-sent); never attempted: PENDING, so this chain sends them."""
+    stale = now - timedelta(seconds=get_spec(JOB).timeout)
+    rows = list(
+        CampaignRecipient.objects.filter(
+            campaign_id=campaign_id, status=RecipientStatus.SENDING, claimed_at__lt=stale
+        ).only("pk", "message_id")
+    )
+    outcomes = journal_outcomes([f"campaign-recipient:{row.pk}" for row in rows])
+    by = defaultdict(list)
+    for row in rows:
+        by[outcomes[f"campaign-recipient:{row.pk}"]].append(row)
+    mark_sent([r.pk for r in by["sent"]], [r.message_id or "" for r in by["sent"]], now)
+    mark_failed([(row, IN_DOUBT) for row in by["in_doubt"]])
+    CampaignRecipient.objects.filter(pk__in=[r.pk for r in by["unattempted"]], status=RecipientStatus.SENDING).update(
+        status=RecipientStatus.PENDING, claimed_at=None
+    )
+    return {f"recovered_{state}": len(by[state]) for state in ("sent", "in_doubt", "unattempted")}
+
+
+def send_batch(campaign: EmailCampaign, now) -> dict[str, Any]:
+    """Claim, send and settle one batch; return its counts (the delivery error is raised
+    after the rows are settled)."""
+    counts = {"claimed": 0, "sent": 0, "failed": 0, "skipped": 0, "deferred": 0, "released": 0, "in_doubt": 0}
+    summary, link = services.campaign_summary(campaign), services.campaign_link(campaign)
+
+    def claim(rows: list[CampaignRecipient]) -> list[CampaignRecipient]:
+        no = blocked([row.email for row in rows], services.CATEGORY)
+        digest = services.digest_users([row.user_id for row in rows])
+        skipped = [row for row in rows if row.email in no]
+        deferred = [row for row in rows if row.email not in no and row.user_id in digest]
+        sending = [row for row in rows if row.email not in no and row.user_id not in digest]
+        if skipped:
+            CampaignRecipient.objects.filter(pk__in=[r.pk for r in skipped]).update(
+                status=RecipientStatus.SKIPPED, error="suppressed or unsubscribed from campaigns"
+            )
+        if deferred:
+            DeferredEmail.objects.bulk_create(
+                [
+                    DeferredEmail(
+                        user_id=row.user_id,
+                        category=services.CATEGORY,
+                        campaign=campaign,
+                        subject=campaign.subject,
+                        summary=summary,
+                        link=link,
+                        created_at=now,
+                    )
+                    for row in deferred
+                ],
+                ignore_conflicts=True,
+            )
+            CampaignRecipient.objects.filter(pk__in=[r.pk for r in deferred]).update(status=RecipientStatus.DEFERRED)
+        if sending:
+            CampaignRecipient.objects.filter(pk__in=[r.pk for r in sending]).update(
+                status=RecipientStatus.SENDING, claimed_at=now
+            )
+        counts["skipped"] += len(skipped)
+        counts["deferred"] += len(deferred)
+        counts["claimed"] += len(sending)
+        return sending
+
+    pending = CampaignRecipient.objects.filter(campaign_id=campaign.pk, status=RecipientStatus.PENDING)
+    batches = claimed_batches(pending, claim, batch=campaign.batch_size)
+    batch = next(batches, None)
+    batches.close()
+    if not batch:
+        return counts
+
+    messages: list[Any] = []
+    message_ids: list[str] = []
+    poison: list[tuple[CampaignRecipient, str]] = []
+    renderer = services.CampaignRenderer(campaign)
+    for row in batch:
+        try:
+            message, message_id = renderer.message(row)
+        except Exception as exc:  # one bad row must not block the batch
+            log.warning("campaign=%s recipient=%s message not built: %s", campaign.pk, row.pk, type(exc).__name__)
+            poison.append((row, f"message could not be built: {type(exc).__name__}: {exc}"[:2000]))
+            message, message_id = None, ""
+        if message is not None:
+            message.journal_key = f"campaign-recipient:{row.pk}"
+        messages.append(message)
+        message_ids.append(message_id)
+    result = deliver(messages)
+
+    mark_sent([batch[i].pk for i in result.sent], [message_ids[i] for i in result.sent], now)
+    failures = [(batch[i], "refused by the mail server") for i in result.refused]
+    failures += [(batch[i], IN_DOUBT) for i in result.in_doubt] + poison
+    mark_failed(failures)
+    if result.unsent:  # never attempted: PENDING again, for the retry
+        CampaignRecipient.objects.filter(pk__in=[batch[i].pk for i in result.unsent]).update(
+            status=RecipientStatus.PENDING, claimed_at=None
+        )
+    counts["sent"] = len(result.sent)
+    counts["failed"] = len(failures)
+    counts["released"] = len(result.unsent)
+    counts["in_doubt"] = len(result.in_doubt)
+    if result.error is not None:
+        services.refresh_counters(campaign.pk)
+        log.warning(
+            "campaign=%s batch interrupted: sent=%s released=%s in_doubt=%s error=%s",
+            campaign.pk,
+            counts["sent"],
+            counts["released"],
+            counts["in_doubt"],
+            type(result.error).__name__,
+        )
+        result.raise_error()
+    return counts
+
+
+def send_campaign_batch(*, campaign_id: int) -> dict[str, Any]:
+    """email-campaign: send the next batch of a campaign, then queue the one after."""
+    started = time.monotonic()
+    now = timezone.now()
+    campaign = EmailCampaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        raise JobInputError(f"Campaign {campaign_id} does not exist.")
+    if (
+        campaign.status == CampaignStatus.SCHEDULED
+        and campaign.scheduled_send_time is not None
+        and (wait := (campaign.scheduled_send_time - now).total_seconds()) >= 1
+    ):  # run early (by hand): wait for the scheduled time
+        job_id = requeue_self(JOB, f"campaign-{campaign_id}", wait, campaign_id=campaign_id)
+        return {"campaign_id": campaign_id, "status": campaign.status, "waiting_seconds": round(wait), "next": job_id}
+    campaign = start(campaign, now)
+    if campaign.status != CampaignStatus.SENDING:
+        log.info("campaign=%s is %s: nothing sent", campaign_id, campaign.status)
+        return stop_chain(campaign_id, {"campaign_id": campaign_id, "status": campaign.status, "stopped": True})
+    if latest_is_critical():  # reputation-monitoring's latest row says stop sending
+        EmailCampaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).update(
+            status=CampaignStatus.PAUSED, paused_at=now, status_reason=REPUTATION_PAUSE, updated_at=now
+        )
+        log.warning("campaign=%s paused: sender reputation is at a critical level", campaign_id)
+        return stop_chain(campaign_id, {"campaign_id": campaign_id, "status": CampaignStatus.PAUSED, "stopped": True})
+
+    recovered = recover_stranded(campaign_id, now)
+    counts = send_batch(campaign, now) | recovered
+    totals = services.refresh_counters(campaign_id)
+    remaining = totals[RecipientStatus.PENDING]
+    total = sum(totals.values())
+    set_progress(total - remaining, total, f"campaign {campaign_id}")
+    result: dict[str, Any] = {"campaign_id": campaign_id, **counts, "pending": remaining}
+
+    if remaining == 0:
+        # Rows still SENDING were claimed by an earlier run that died mid-send (one chain
+        # per campaign): their delivery is unknown, so they are not sent again.
+        stale = CampaignRecipient.objects.filter(
+            campaign_id=campaign_id, status=RecipientStatus.SENDING, claimed_at__lt=now
+        ).update(status=RecipientStatus.FAILED, error=INTERRUPTED)
+        if stale:
+            services.refresh_counters(campaign_id)
+        done = EmailCampaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).update(
+            status=CampaignStatus.COMPLETED, send_completed_at=timezone.now(), updated_at=timezone.now()
+        )
+        if done:
+            result["status"] = CampaignStatus.COMPLETED
+            return result
+        result["status"] = EmailCampaign.objects.get(pk=campaign_id).status
+        return stop_chain(campaign_id, result)
+
+    status = EmailCampaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+    result["status"] = status
+    if status != CampaignStatus.SENDING:  # paused or cancelled during the batch
+        return stop_chain(campaign_id, result)
+    delay = next_delay(campaign, counts["sent"] + counts["failed"], time.monotonic() - started)
+    job_id = requeue_self(JOB, f"campaign-{campaign_id}", delay, campaign_id=campaign_id)
+    EmailCampaign.objects.filter(pk=campaign_id).update(job_id=job_id)
+    result["next_delay_seconds"] = round(delay or 0, 1)
+    return result
+
+
+def record_campaign_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:
+    """Final failure of a batch job: the campaign is FAILED (resume continues it)."""
+    campaign_id = kwargs.get("campaign_id")
+    if campaign_id is None:
+        return
+    EmailCampaign.objects.filter(pk=campaign_id, status__in=(CampaignStatus.SCHEDULED, CampaignStatus.SENDING)).update(
+        status=CampaignStatus.FAILED, status_reason=f"batch job {job_id} failed: {error}"[:2000]
+    )

@@ -1,0 +1,516 @@
+"""Event enrichment (spec C §2.5.1, defects fixed), batched (issue 11).
+
+A flush takes up to ANALYTICS_ENRICH_BATCH pending events, locked FOR UPDATE SKIP LOCKED
+in one transaction, and enriches them with a constant number of queries whatever the
+batch size: one SELECT of the events, one of their assets, one of their licenses, one
+Redis MGET of their sessions, one upsert of their attribution rows and one UPDATE that
+merges the new keys into `props_json` and clears `enrich_pending` for every event of
+the batch. The marker is cleared by the statement that writes the enrichment, so a flush
+that dies half-way (a killed worker) leaves its whole batch pending for the next flush,
+and an enriched event is never met again.
+
+Merging never overwrites: the new keys are `enrichment || props_json`, so a key the event
+already has (from the client, or from an earlier run) stays as it was. Running the
+enrichment of an event twice therefore changes nothing (the attribution upsert writes
+the same values again). The spec's defect (each step overwrote the previous step's
+keys) is gone: all keys are computed first and merged once.
+
+A poison event (props not an object, a user agent that is not a string, ...) is marked
+with `enrichment_error` and leaves the pending set; the rest of the batch is enriched.
+If the batch's writes fail in the database, each event is written on its own (in a
+savepoint) so that one bad row cannot hold the others back.
+
+New events ask for a flush with `request_flush()` (after their transaction commits):
+a Redis marker (`SET NX`, ANALYTICS_ENRICH_MAX_WAIT seconds) makes sure one flush job is
+queued, not one per event. A flush job deletes the marker when it starts, so events
+arriving while it runs queue the next flush; a flush that finds a full batch queues the
+next one before it starts working, so a second worker can take the following batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from yesgoddess.assets.models import IpAsset
+from yesgoddess.licensing.models import License
+
+log = logging.getLogger(__name__)
+
+FLUSH_JOB = "analytics-jobs.enrich-events"
+FLUSH_MARKER = "analytics:enrich:flush-queued"
+SESSION_KEY = "session:{}"
+SESSION_TTL = 3600  # seconds (spec C §4.10)
+UTM_KEYS = ("utmSource", "utmMedium", "utmCampaign", "utmTerm", "utmContent")
+ENRICHMENT_KEYS = ("device", "browser", "os", "session", "campaign", "asset_snapshot", "license_snapshot")
+MAX_USER_AGENT = 1000  # characters parsed (longer ones are cut)
+
+EVENT_COLUMNS = "id, occurred_at, ip_asset_id, license_id, session_id, props_json"
+
+
+class PoisonEvent(ValueError):
+    """An event that can never be enriched; the message is stored on the event."""
+
+
+# --- asking for a flush ---------------------------------------------------------------
+
+
+def ensure_flush_queued() -> bool:
+    """Queue one flush job unless one is already queued; True if this call queued it."""
+    from jobs.api import enqueue, redis_connection
+
+    conn = redis_connection()
+    if not conn.set(FLUSH_MARKER, "1", nx=True, ex=settings.ANALYTICS_ENRICH_MAX_WAIT):
+        return False
+    try:
+        enqueue(FLUSH_JOB)
+    except BaseException:
+        conn.delete(FLUSH_MARKER)
+        raise
+    return True
+
+
+def request_flush() -> None:
+    """Make sure a flush job runs after the current transaction commits (at once outside
+    one). A failure to reach Redis is logged, never raised: the events are recorded, and
+    the next event or the enrichment sweep (every few minutes) queues the flush."""
+    transaction.on_commit(ensure_flush_queued, robust=True)
+
+
+def release_flush_marker() -> None:
+    """Called by a flush job when it starts: from now on a new event queues the next flush."""
+    from jobs.api import redis_connection
+
+    redis_connection().delete(FLUSH_MARKER)
+
+
+# --- user agents ----------------------------------------------------------------------
+
+_TV = re.compile(r"smart-?tv|hbbtv|appletv|googletv|crkey|roku|bravia|netcast|web0s|aft[a-z]\b|\btv\b", re.I)
+_CONSOLE = re.compile(r"playstation|xbox|nintendo", re.I)
+_WEARABLE = re.compile(r"watch os|watchos|wear ?os|\bwatch\b", re.I)
+_TABLET = re.compile(r"ipad|tablet|kindle|silk/|playbook|\btab\b", re.I)
+_MOBILE = re.compile(r"mobi|iphone|ipod|windows phone|blackberry|opera mini|\bphone\b", re.I)
+
+
+def _version(part: Any) -> str | None:
+    numbers = [n for n in (part.major, part.minor, part.patch) if n]
+    return ".".join(numbers) or None
+
+
+def device_type(user_agent: str, device_family: str | None, os_family: str | None) -> str:
+    """The spec's normalised device type: tv, console, wearable, tablet, mobile, desktop."""
+    if _TV.search(user_agent):
+        return "tv"
+    if _CONSOLE.search(user_agent):
+        return "console"
+    if _WEARABLE.search(user_agent):
+        return "wearable"
+    if _TABLET.search(user_agent) or (device_family or "").lower().endswith("tablet"):
+        return "tablet"
+    if _MOBILE.search(user_agent):
+        return "mobile"
+    if os_family == "Android":  # Android without "Mobile" in the string is a tablet
+        return "tablet"
+    return "desktop"
+
+
+@lru_cache(maxsize=4096)
+def parse_user_agent(user_agent: str) -> dict[str, dict[str, str | None]]:
+    """{device: {type, brand, model}, browser: {name, version}, os: {name, version}}
+    (ua-parser with the native resolver when ua-parser-rs is installed; cached)."""
+    import ua_parser
+
+    result = ua_parser.parse(user_agent[:MAX_USER_AGENT])
+    agent, os, device = result.user_agent, result.os, result.device
+    device_family = device.family if device and device.family != "Other" else None
+    os_family = os.family if os and os.family != "Other" else None
+    return {
+        "device": {
+            "type": device_type(user_agent, device_family, os_family),
+            "brand": device.brand if device else None,
+            "model": device.model if device else None,
+        },
+        "browser": {
+            "name": agent.family if agent and agent.family != "Other" else None,
+            "version": _version(agent) if agent else None,
+        },
+        "os": {"name": os_family, "version": _version(os) if os else None},
+    }
+
+
+# --- one event --------------------------------------------------------------------------
+
+
+@dataclass
+class EventRow:
+    id: int
+    occurred_at: datetime
+    ip_asset_id: int | None
+    license_id: int | None
+    session_id: str | None
+    props: Any
+
+
+@dataclass
+class AttributionRow:
+    event_id: int
+    values: dict[str, str | None] = field(default_factory=dict)
+
+    COLUMNS = (
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "referrer",
+        "landing_page",
+        "device_type",
+        "browser",
+        "os",
+    )
+    LIMITS = {"device_type": 50, "browser": 100, "os": 100, "referrer": 4000, "landing_page": 4000}
+
+
+def _text(value: Any, limit: int = 255) -> str | None:
+    """A clean string for a text column (or None): no NUL (PostgreSQL refuses it)."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = str(value).replace("\x00", "").strip()
+    return text[:limit] or None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _session_start(value: Any) -> datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # epoch milliseconds
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            return None
+        if parsed is not None and timezone.is_naive(parsed):
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed
+    return None
+
+
+def asset_snapshot(asset: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "id": asset["id"],
+        "title": asset["title"],
+        "type": asset["type"],
+        "status": asset["status"],
+        "projectId": asset["project_id"],
+        "createdBy": asset["created_by_id"],
+        "createdAt": _iso(asset["created_at"]),
+        "snapshotAt": _iso(now),
+    }
+
+
+def license_snapshot(license: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "id": license["id"],
+        "status": license["status"],
+        "type": license["license_type"],
+        "startDate": _iso(license["start_date"]),
+        "endDate": _iso(license["end_date"]),
+        "feeCents": license["fee_cents"],
+        "revShareBps": license["rev_share_bps"],
+        "brandId": license["brand_id"],
+        "projectId": license["project_id"],
+        "scope": license["scope_json"],
+        "snapshotAt": _iso(now),
+    }
+
+
+def enrich_one(
+    event: EventRow,
+    *,
+    assets: dict[int, dict[str, Any]],
+    licenses: dict[int, dict[str, Any]],
+    sessions: dict[str, dict[str, Any]],
+    now: datetime,
+) -> tuple[dict[str, Any], AttributionRow | None]:
+    """The keys to merge into the event's props and its attribution row (or None).
+
+    Raises PoisonEvent for data that can never be enriched."""
+    props = event.props
+    if not isinstance(props, dict):
+        raise PoisonEvent(f"props_json is a JSON {type(props).__name__}, not an object")
+    extra: dict[str, Any] = {}
+    attribution = AttributionRow(event.id)
+
+    user_agent = props.get("userAgent")
+    if user_agent is not None and not isinstance(user_agent, str):
+        raise PoisonEvent(f"props_json.userAgent is a JSON {type(user_agent).__name__}, not a string")
+    if user_agent and user_agent.strip():
+        parsed = parse_user_agent(user_agent.replace("\x00", ""))
+        extra.update(parsed)
+        attribution.values.update(
+            device_type=parsed["device"]["type"], browser=parsed["browser"]["name"], os=parsed["os"]["name"]
+        )
+
+    session = sessions.get(event.session_id) if event.session_id else None
+    if session is not None:
+        start = _session_start(session.get("sessionStartTime"))
+        duration = None
+        if start is not None:
+            duration = max(0, round((event.occurred_at - start).total_seconds() * 1000))
+        referrer = _text(session.get("referrer"), 4000)
+        extra["session"] = {"startTime": _iso(start), "durationMs": duration, "referrer": referrer}
+        campaign = {key[3:].lower(): _text(session.get(key)) for key in UTM_KEYS}
+        extra["campaign"] = campaign
+        landing_page = _text(session.get("landingPage"), 4000)
+        # The spec writes attribution only for utm source/medium/campaign; the referrer
+        # alone is kept too, or the post metrics could never see a referral.
+        if any(campaign[k] for k in ("source", "medium", "campaign")) or referrer or landing_page:
+            attribution.values.update(
+                {f"utm_{key}": value for key, value in campaign.items()}, referrer=referrer, landing_page=landing_page
+            )
+
+    if event.ip_asset_id is not None:
+        asset = assets.get(event.ip_asset_id)
+        if asset is None:
+            log.warning("enrich event %s: asset %s not found", event.id, event.ip_asset_id)
+        else:
+            extra["asset_snapshot"] = asset_snapshot(asset, now)
+    if event.license_id is not None:
+        license = licenses.get(event.license_id)
+        if license is None:
+            log.warning("enrich event %s: license %s not found", event.id, event.license_id)
+        else:
+            extra["license_snapshot"] = license_snapshot(license, now)
+
+    # Never overwrite: keys the event already has stay as they are.
+    extra = {key: value for key, value in extra.items() if key not in props}
+    return extra, attribution if attribution.values else None
+
+
+# --- a batch ----------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    selected: int = 0
+    enriched: int = 0
+    failed: int = 0
+    attributions: int = 0
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def as_counts(self) -> dict[str, int]:
+        return {
+            "selected": self.selected,
+            "enriched": self.enriched,
+            "failed": self.failed,
+            "attributions": self.attributions,
+        }
+
+
+def _load_sessions(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    from jobs.api import redis_connection
+
+    ids = sorted(set(session_ids))
+    if not ids:
+        return {}
+    sessions: dict[str, dict[str, Any]] = {}
+    for session_id, raw in zip(ids, redis_connection().mget([SESSION_KEY.format(s) for s in ids]), strict=True):
+        if raw is None:
+            continue
+        try:
+            value = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("session %s: stored context is not JSON; ignored", session_id[:16])
+            continue
+        if isinstance(value, dict):
+            sessions[session_id] = value
+    return sessions
+
+
+def _rows(cursor_rows: Sequence[tuple]) -> list[EventRow]:
+    rows = []
+    for event_id, occurred_at, asset_id, license_id, session_id, props in cursor_rows:
+        if isinstance(props, str):  # Django's cursors return jsonb as its text
+            props = json.loads(props)
+        rows.append(EventRow(event_id, occurred_at, asset_id, license_id, session_id, props))
+    return rows
+
+
+ASSET_FIELDS = ("id", "title", "type", "status", "project_id", "created_by_id", "created_at")
+LICENSE_FIELDS = (
+    "id",
+    "status",
+    "license_type",
+    "start_date",
+    "end_date",
+    "fee_cents",
+    "rev_share_bps",
+    "brand_id",
+    "project_id",
+    "scope_json",
+)
+
+# The batch travels as one JSON document per statement (jsonb_to_recordset): one string
+# to send, none of the per-element escaping of text and jsonb arrays.
+UPSERT_ATTRIBUTION = f"""
+INSERT INTO attribution (event_id, {", ".join(AttributionRow.COLUMNS)}, created_at)
+SELECT v.event_id, {", ".join(f"v.{c}" for c in AttributionRow.COLUMNS)}, %s
+FROM jsonb_to_recordset(%s::jsonb) AS v(event_id bigint, {", ".join(f"{c} text" for c in AttributionRow.COLUMNS)})
+ON CONFLICT (event_id) DO UPDATE SET
+  {", ".join(f"{c} = COALESCE(EXCLUDED.{c}, attribution.{c})" for c in AttributionRow.COLUMNS)}
+"""
+
+MARK_EVENTS = """
+UPDATE events e SET
+  props_json = CASE WHEN v.extra IS NULL THEN e.props_json ELSE v.extra || e.props_json END,
+  enrich_pending = false,
+  enriched_at = CASE WHEN v.error IS NULL THEN COALESCE(e.enriched_at, %s) ELSE e.enriched_at END,
+  enrichment_error = v.error
+FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, extra jsonb, error text)
+WHERE e.id = v.id
+"""
+
+Update = tuple[int, dict[str, Any] | None, str | None]  # (event id, keys to merge, error)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _write(cursor, now: datetime, updates: list[Update], attributions: list[AttributionRow]) -> None:
+    if attributions:
+        rows = []
+        for row in attributions:
+            values = {"event_id": row.event_id}
+            for column in AttributionRow.COLUMNS:
+                values[column] = _text(row.values.get(column), AttributionRow.LIMITS.get(column, 255))
+            rows.append(values)
+        cursor.execute(UPSERT_ATTRIBUTION, [now, _dumps(rows)])
+    if updates:
+        rows = [{"id": event_id, "extra": extra, "error": error} for event_id, extra, error in updates]
+        cursor.execute(MARK_EVENTS, [now, _dumps(rows)])
+
+
+def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResult:
+    """Enrich `rows` (already locked by the caller's transaction) and mark them."""
+    now = now or timezone.now()
+    result = BatchResult(selected=len(rows))
+    if not rows:
+        return result
+    asset_ids = {row.ip_asset_id for row in rows if row.ip_asset_id is not None}
+    license_ids = {row.license_id for row in rows if row.license_id is not None}
+    assets = {a["id"]: a for a in IpAsset.objects.filter(pk__in=asset_ids).values(*ASSET_FIELDS)} if asset_ids else {}
+    licenses = (
+        {lic["id"]: lic for lic in License.objects.filter(pk__in=license_ids).values(*LICENSE_FIELDS)}
+        if license_ids
+        else {}
+    )
+    sessions = _load_sessions(row.session_id for row in rows if row.session_id)
+
+    updates: list[Update] = []
+    attributions: list[AttributionRow] = []
+    for row in rows:
+        try:
+            extra, attribution = enrich_one(row, assets=assets, licenses=licenses, sessions=sessions, now=now)
+        except PoisonEvent as exc:
+            updates.append((row.id, None, str(exc)))
+            result.errors[row.id] = str(exc)
+            continue
+        except Exception as exc:  # a bug or data nobody foresaw: this event only
+            log.exception("enrich event %s failed", row.id)
+            updates.append((row.id, None, f"{type(exc).__name__}: {exc}"[:2000]))
+            result.errors[row.id] = f"{type(exc).__name__}: {exc}"
+            continue
+        updates.append((row.id, extra or None, None))
+        if attribution is not None:
+            attributions.append(attribution)
+
+    with connection.cursor() as cursor:
+        try:
+            with transaction.atomic():
+                _write(cursor, now, updates, attributions)
+        except DatabaseError:
+            log.warning("enrichment batch of %s events failed in the database; writing them one by one", len(rows))
+            _write_one_by_one(cursor, now, updates, attributions, result)
+    result.failed = len(result.errors)
+    result.enriched = len(rows) - result.failed
+    result.attributions = len([a for a in attributions if a.event_id not in result.errors])
+    return result
+
+
+def _write_one_by_one(
+    cursor, now: datetime, updates: list[Update], attributions: list[AttributionRow], result: BatchResult
+) -> None:
+    by_event = {row.event_id: row for row in attributions}
+    for event_id, extra, error in updates:
+        try:
+            with transaction.atomic():
+                attribution = by_event.get(event_id)
+                _write(cursor, now, [(event_id, extra, error)], [attribution] if attribution else [])
+        except DatabaseError as exc:
+            reason = f"database refused the enrichment: {exc}".strip()[:2000]
+            result.errors[event_id] = reason
+            with transaction.atomic():
+                _write(cursor, now, [(event_id, None, reason)], [])
+
+
+def select_pending(batch: int) -> list[EventRow]:
+    """Up to `batch` pending events, oldest first, locked (the caller's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE enrich_pending ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+            [batch],
+        )
+        return _rows(cursor.fetchall())
+
+
+def more_pending_than(count: int) -> bool:
+    """Whether over `count` events are pending (locked ones included; partial index)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM (SELECT 1 FROM events WHERE enrich_pending LIMIT %s) p", [count + 1])
+        return cursor.fetchone()[0] > count
+
+
+def flush_pending(batch: int | None = None) -> dict[str, int]:
+    """One flush: release the queued marker, enrich up to `batch` pending events, and
+    queue the next flush while pending events remain."""
+    size = batch or settings.ANALYTICS_ENRICH_BATCH
+    release_flush_marker()
+    requeued = False
+    if more_pending_than(size):
+        # More than this flush will take: let another worker start on the rest now.
+        requeued = ensure_flush_queued()
+    with transaction.atomic():
+        rows = select_pending(size)
+        result = enrich_rows(rows)
+    if len(rows) == size and not requeued:
+        requeued = ensure_flush_queued()
+    return {**result.as_counts(), "requeued": int(requeued)}
+
+
+def enrich_event_by_id(event_id: int) -> BatchResult | None:
+    """Enrich one event whatever its state (the operators' per-item job); None if missing."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s FOR UPDATE", [event_id])
+            rows = _rows(cursor.fetchall())
+        if not rows:
+            return None
+        return enrich_rows(rows)

@@ -1,0 +1,337 @@
+"""Recording analytics events posted to `POST /api/events/` (spec C §2.5.1 trigger, issue 11).
+
+`parse_events` validates a request body (one event, or `{"events": [...]}` with up to
+MAX_BATCH of them) into unsaved Event rows; `record_events` inserts them in one
+statement, records the session context the enrichment reads (`session:<id>` in Redis,
+written by the first event of a session, kept alive by the next ones) and asks for one
+flush (`enrichment.request_flush`), never a job per event.
+
+Rules:
+- event_type (<= 100 characters) and source (<= 50) are required strings.
+- occurred_at: ISO 8601 (no offset = UTC), default now. Not in the future (a client
+  clock up to CLOCK_SKEW ahead is read as now) and at most MAX_LATENESS old: the daily
+  roll-up of a day runs at 02:00 the next day, so every accepted event is counted by it
+  (older events are imported by operators and re-aggregated with `backfill_metrics`).
+- project_id, ip_asset_id, license_id, post_id, brand_id, creator_id: optional ids of
+  existing rows (400 otherwise).
+- props: optional JSON object (<= MAX_PROPS_BYTES once encoded). `userAgent` (string)
+  is parsed by the enrichment; without it the request's User-Agent header is used.
+  `referrer`, `landingPage` and `utmSource`/`utmMedium`/`utmCampaign`/`utmTerm`/
+  `utmContent` of a session's first event become its session context.
+- session_id: optional string (<= 128).
+- The actor is the authenticated user. Staff (a trusted server-side collector) may set
+  actor_type, actor_id and user_id for the visitor instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from redis.exceptions import RedisError
+
+from .enrichment import SESSION_KEY, SESSION_TTL, UTM_KEYS, request_flush
+from .models import Event
+
+MAX_BATCH = 500
+MAX_PROPS_BYTES = 16 * 1024
+MAX_LATENESS = timedelta(hours=1)
+CLOCK_SKEW = timedelta(minutes=5)
+FIELDS = {
+    "event_type",
+    "source",
+    "occurred_at",
+    "project_id",
+    "ip_asset_id",
+    "license_id",
+    "post_id",
+    "brand_id",
+    "creator_id",
+    "props",
+    "session_id",
+    "actor_type",
+    "actor_id",
+    "user_id",
+}
+STAFF_ONLY = {"actor_type", "actor_id", "user_id"}
+REFERENCES = ("project_id", "ip_asset_id", "license_id", "post_id", "brand_id", "creator_id")
+SESSION_PROPS = ("referrer", "landingPage", *UTM_KEYS)
+
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 not preceded by an escaped backslash
+
+log = logging.getLogger(__name__)
+
+
+class EventInputError(ValueError):
+    """An event the API refuses (400 with the message)."""
+
+
+def _reference_models() -> dict[str, Any]:
+    from yesgoddess.assets.models import IpAsset
+    from yesgoddess.blog.models import Post
+    from yesgoddess.brands.models import Brand
+    from yesgoddess.creators.models import Creator
+    from yesgoddess.licensing.models import License
+    from yesgoddess.projects.models import Project
+
+    return {
+        "project_id": Project,
+        "ip_asset_id": IpAsset,
+        "license_id": License,
+        "post_id": Post,
+        "brand_id": Brand,
+        "creator_id": Creator,
+    }
+
+
+@dataclass
+class Actor:
+    user_id: int
+    is_staff: bool
+
+
+def _string(data: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise EventInputError(f"{key} is required.")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise EventInputError(f"{key} must be a non-empty string.")
+    if len(value) > limit:
+        raise EventInputError(f"{key} is longer than {limit} characters.")
+    if "\x00" in value:
+        raise EventInputError(f"{key} contains a NUL character.")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise EventInputError(f"{key} is not valid Unicode.") from None
+    return value.strip()
+
+
+def _id(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise EventInputError(f"{key} must be a positive integer id.")
+    return value
+
+
+def _occurred_at(data: dict[str, Any], now: datetime) -> datetime:
+    raw = data.get("occurred_at")
+    if raw is None:
+        return now
+    if not isinstance(raw, str):
+        raise EventInputError("occurred_at must be an ISO 8601 date-time string.")
+    try:
+        moment = parse_datetime(raw)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise EventInputError("occurred_at must be an ISO 8601 date-time string.")
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=UTC)
+    if moment > now + CLOCK_SKEW:
+        raise EventInputError("occurred_at is in the future.")
+    if moment < now - MAX_LATENESS:
+        raise EventInputError(
+            f"occurred_at is more than {int(MAX_LATENESS.total_seconds() // 60)} minutes ago; "
+            "late events are imported by operators."
+        )
+    return min(moment, now)
+
+
+def _props(data: dict[str, Any], user_agent_header: str) -> dict[str, Any]:
+    props = data.get("props", {})
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        raise EventInputError("props must be a JSON object.")
+    try:
+        encoded = json.dumps(props, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except ValueError:  # NaN or Infinity (JSON has neither), or a lone surrogate
+        raise EventInputError("props holds a value JSON cannot store (NaN, Infinity or invalid Unicode).") from None
+    if len(encoded) > MAX_PROPS_BYTES:
+        raise EventInputError(f"props is larger than {MAX_PROPS_BYTES} bytes.")
+    if ESCAPED_NUL.search(encoded):  # PostgreSQL's jsonb cannot hold one
+        raise EventInputError("props contains a NUL character.")
+    user_agent = props.get("userAgent")
+    if user_agent is not None and not isinstance(user_agent, str):
+        raise EventInputError("props.userAgent must be a string.")
+    if user_agent is None and user_agent_header:
+        props = {**props, "userAgent": user_agent_header[:1000].replace("\x00", "")}
+    return props
+
+
+def parse_event(data: Any, *, actor: Actor, now: datetime, user_agent: str = "") -> tuple[Event, dict[str, int]]:
+    """One unsaved Event (pending enrichment) and the ids it references, or EventInputError."""
+    if not isinstance(data, dict):
+        raise EventInputError("an event must be a JSON object.")
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise EventInputError(f"unknown field(s): {', '.join(unknown)}.")
+    if not actor.is_staff and STAFF_ONLY & set(data):
+        raise EventInputError(f"only staff may set {', '.join(sorted(STAFF_ONLY & set(data)))}.")
+    references = {key: value for key in REFERENCES if (value := _id(data, key)) is not None}
+    fields: dict[str, Any] = {
+        "event_type": _string(data, "event_type", 100, required=True),
+        "source": _string(data, "source", 50, required=True),
+        "occurred_at": _occurred_at(data, now),
+        "session_id": _string(data, "session_id", 128),
+        "props_json": _props(data, user_agent),
+        "actor_type": "user",
+        "actor_id": str(actor.user_id),
+        "user_id": actor.user_id,
+    }
+    if actor.is_staff and STAFF_ONLY & set(data):
+        fields["actor_type"] = _string(data, "actor_type", 50)
+        fields["actor_id"] = _string(data, "actor_id", 64)
+        fields["user_id"] = _id(data, "user_id")
+    event = Event(
+        **fields,
+        project_id=references.get("project_id"),
+        ip_asset_id=references.get("ip_asset_id"),
+        license_id=references.get("license_id"),
+        post_id=references.get("post_id"),
+        brand_id=references.get("brand_id"),
+        creator_id=references.get("creator_id"),
+        created_at=now,
+        enrich_pending=True,
+    )
+    return event, references
+
+
+def parse_events(body: dict[str, Any], *, actor: Actor, user_agent: str = "") -> tuple[list[Event], bool]:
+    """The events of a request body and whether it was a batch; EventInputError names
+    the offending event of a batch. Referenced ids are checked with one query per kind."""
+    now = timezone.now()
+    batch = "events" in body
+    if batch:
+        if set(body) != {"events"}:
+            raise EventInputError('a batch is {"events": [...]} and nothing else.')
+        items = body["events"]
+        if not isinstance(items, list) or not items:
+            raise EventInputError("events must be a non-empty list.")
+        if len(items) > MAX_BATCH:
+            raise EventInputError(f"at most {MAX_BATCH} events per request.")
+    else:
+        items = [body]
+    events: list[Event] = []
+    references: list[dict[str, int]] = []
+    for index, item in enumerate(items):
+        try:
+            event, refs = parse_event(item, actor=actor, now=now, user_agent=user_agent)
+        except EventInputError as exc:
+            raise EventInputError(f"events[{index}]: {exc}" if batch else str(exc)) from None
+        events.append(event)
+        references.append(refs)
+    models = _reference_models()
+    for key in REFERENCES:
+        ids = {refs[key] for refs in references if key in refs}
+        if not ids:
+            continue
+        missing = ids - set(models[key].objects.filter(pk__in=ids).values_list("pk", flat=True))
+        if missing:
+            index = next(i for i, refs in enumerate(references) if refs.get(key) in missing)
+            message = f"{key} {references[index][key]} does not exist."
+            raise EventInputError(f"events[{index}]: {message}" if batch else message)
+    return events, batch
+
+
+def session_context(event: Event) -> dict[str, Any]:
+    props = event.props_json
+    context: dict[str, Any] = {"sessionStartTime": event.occurred_at.astimezone(UTC).isoformat()}
+    for key in SESSION_PROPS:
+        value = props.get(key)
+        if isinstance(value, str) and value.strip():
+            context[key] = value.strip()[:4000]
+    return context
+
+
+def remember_sessions(events: list[Event]) -> None:
+    """The first event of a session writes its context (start, referrer, campaign);
+    every event keeps it alive for SESSION_TTL seconds. One Redis round trip."""
+    from jobs.api import redis_connection
+
+    first: dict[str, Event] = {}
+    for event in events:
+        if event.session_id and (
+            event.session_id not in first or event.occurred_at < first[event.session_id].occurred_at
+        ):
+            first[event.session_id] = event
+    if not first:
+        return
+    with redis_connection().pipeline(transaction=False) as pipe:
+        for session_id, event in first.items():
+            key = SESSION_KEY.format(session_id)
+            pipe.set(key, json.dumps(session_context(event)), nx=True, ex=SESSION_TTL)
+            pipe.expire(key, SESSION_TTL)
+        pipe.execute()
+
+
+def record_events(events: list[Event]) -> list[int]:
+    """Insert the events (one statement) and ask for one enrichment flush after commit.
+
+    The session context is written first, so the flush always finds it. If Redis cannot
+    be reached the events are still recorded (enriched later, without session data)."""
+    try:
+        remember_sessions(events)
+    except RedisError:
+        log.warning("analytics: session context of %s event(s) not stored (Redis unreachable)", len(events))
+    with transaction.atomic():
+        insert_events(events)
+        request_flush()
+    return [event.pk for event in events]
+
+
+INSERT_COLUMNS = (
+    ("occurred_at", "timestamptz"),
+    ("source", "text"),
+    ("event_type", "text"),
+    ("actor_type", "text"),
+    ("actor_id", "text"),
+    ("project_id", "bigint"),
+    ("ip_asset_id", "bigint"),
+    ("license_id", "bigint"),
+    ("post_id", "bigint"),
+    ("user_id", "bigint"),
+    ("brand_id", "bigint"),
+    ("creator_id", "bigint"),
+    ("props_json", "jsonb"),
+    ("session_id", "text"),
+    ("created_at", "timestamptz"),
+    ("enrich_pending", "boolean"),
+)
+INSERT_EVENTS = f"""
+INSERT INTO events ({", ".join(name for name, _ in INSERT_COLUMNS)})
+SELECT {", ".join(f"r.{name}" for name, _ in INSERT_COLUMNS)}
+FROM jsonb_to_recordset(%s::jsonb) AS r(i int, {", ".join(f"{name} {kind}" for name, kind in INSERT_COLUMNS)})
+ORDER BY r.i
+RETURNING id
+"""
+
+
+def insert_events(events: list[Event]) -> None:
+    """Insert `events` in one statement and set their ids. The rows travel as one JSON
+    document: at hundreds of events a request, Django's bulk_create spent more time
+    preparing values than PostgreSQL spent inserting them."""
+    rows = []
+    for index, event in enumerate(events):
+        row = {name: getattr(event, name) for name, _ in INSERT_COLUMNS}
+        row["occurred_at"] = event.occurred_at.isoformat()
+        row["created_at"] = event.created_at.isoformat()
+        row["i"] = index
+        rows.append(row)
+    with connection.cursor() as cursor:
+        cursor.execute(INSERT_EVENTS, [json.dumps(rows, separators=(",", ":"))])
+        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+            event.pk = event.id = pk
+            event._state.adding = False
