@@ -173,10 +173,7 @@ def send_re_engagement(now: datetime) -> dict[str, int]:
             )
             for i in result.sent
         )
-        counts["sent"] += len(result.sent)
-        counts["refused"] += len(result.refused)
-        counts["unsent"] += len(result.unsent)
-        counts["in_doubt"] += len(result.in_doubt)
+        result.tally(counts)
         result.raise_error()
     return counts
 

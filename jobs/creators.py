@@ -112,10 +112,7 @@ def send_onboarding_reminders(now: datetime) -> dict[str, int]:
         for creator in released:  # never attempted: back to what it was, for the retry
             creator.onboarding_reminders_sent, creator.onboarding_reminder_sent_at = previous[creator.pk]
         Creator.objects.bulk_update(released, ["onboarding_reminders_sent", "onboarding_reminder_sent_at"])
-        counts["sent"] += len(result.sent)
-        counts["refused"] += len(result.refused)
-        counts["unsent"] += len(result.unsent)
-        counts["in_doubt"] += len(result.in_doubt)
+        result.tally(counts)
         result.raise_error()
     return counts
 
@@ -273,10 +270,7 @@ def send_reports(month: date, now: datetime) -> dict[str, int]:
             CreatorMonthlyReport.objects.filter(pk__in=[batch[i].pk for i in result.unsent]).update(
                 status=ReportStatus.PENDING
             )
-        counts["sent"] += len(result.sent)
-        counts["refused"] += len(result.refused)
-        counts["unsent"] += len(result.unsent)
-        counts["in_doubt"] += len(result.in_doubt)
+        result.tally(counts)
         set_progress(processed, total, "reports")
         result.raise_error()
     return counts

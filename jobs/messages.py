@@ -243,10 +243,7 @@ def send_digests(frequency: str, period: date, now: datetime) -> dict[str, int]:
             batch[index].status = DigestStatus.PENDING
         # In doubt: stays SENDING.
         MessageDigest.objects.bulk_update(batch, ["status", "sent_at", "message_count", "thread_count"])
-        counts["sent"] += len(result.sent)
-        counts["refused"] += len(result.refused)
-        counts["unsent"] += len(result.unsent)
-        counts["in_doubt"] += len(result.in_doubt)
+        result.tally(counts)
         counts["empty"] += sum(d.status == DigestStatus.EMPTY for d in batch)
         counts["blocked"] += sum(d.status == DigestStatus.BLOCKED for d in batch)
         counts["failed"] += sum(d.status == DigestStatus.FAILED for d in batch)

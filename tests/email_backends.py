@@ -68,3 +68,38 @@ class SlowFileBackend(LocmemBackend):
             time.sleep(float(os.environ.get("TEST_MAIL_DELAY", "0")))
             (folder / f"{message.to[0]}-{uuid.uuid4().hex}.eml").write_bytes(message.message().as_bytes())
         return len(messages)
+
+
+class FlakyBackend(LocmemBackend):
+    """locmem, but the server can be made unreachable after some connections
+    (`refuse_open_after`), or drop the connection after some messages (`drop_after`)."""
+
+    opens = 0
+    sends = 0
+    refuse_open_after: int | None = None
+    drop_after: int | None = None
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.opens = cls.sends = 0
+        cls.refuse_open_after = cls.drop_after = None
+
+    def open(self):
+        if FlakyBackend.refuse_open_after is not None and FlakyBackend.opens >= FlakyBackend.refuse_open_after:
+            raise ConnectionRefusedError("mail server unreachable")
+        FlakyBackend.opens += 1
+        return True
+
+    def send_messages(self, messages):
+        if FlakyBackend.drop_after is not None and FlakyBackend.sends >= FlakyBackend.drop_after:
+            raise smtplib.SMTPServerDisconnected("connection lost")
+        FlakyBackend.sends += len(messages)
+        return super().send_messages(messages)
+
+
+def use_flaky_backend(settings, batch_size: int) -> type[FlakyBackend]:
+    """Send through FlakyBackend with EMAIL_BATCH_SIZE messages per connection."""
+    settings.EMAIL_BACKEND = "tests.email_backends.FlakyBackend"
+    settings.EMAIL_BATCH_SIZE = batch_size
+    FlakyBackend.reset()
+    return FlakyBackend

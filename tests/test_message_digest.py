@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core import mail
-from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -31,6 +30,7 @@ from yesgoddess.messaging.services import (
 from yesgoddess.notifications.models import NotificationPreference
 from yesgoddess.notifications.services import render_email
 
+from .email_backends import FlakyBackend, use_flaky_backend
 from .license_factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -263,33 +263,10 @@ def test_inactive_deleted_and_addressless_users_get_nothing():
 # --- crashes and batches -----------------------------------------------------------------------
 
 
-class FlakyBackend(LocmemBackend):
-    opens = 0
-    sends = 0
-    refuse_open_after: int | None = None
-    drop_after: int | None = None
-
-    def open(self):
-        if FlakyBackend.refuse_open_after is not None and FlakyBackend.opens >= FlakyBackend.refuse_open_after:
-            raise ConnectionRefusedError("mail server unreachable")
-        FlakyBackend.opens += 1
-        return True
-
-    def send_messages(self, messages):
-        if FlakyBackend.drop_after is not None and FlakyBackend.sends >= FlakyBackend.drop_after:
-            raise smtplib.SMTPServerDisconnected("connection lost")
-        FlakyBackend.sends += len(messages)
-        return super().send_messages(messages)
-
-
 @pytest.fixture
 def flaky(settings):
-    settings.EMAIL_BACKEND = "tests.test_message_digest.FlakyBackend"
-    settings.EMAIL_BATCH_SIZE = 2
-    FlakyBackend.opens = FlakyBackend.sends = 0
-    FlakyBackend.refuse_open_after = FlakyBackend.drop_after = None
-    yield FlakyBackend
-    FlakyBackend.refuse_open_after = FlakyBackend.drop_after = None
+    yield use_flaky_backend(settings, batch_size=2)
+    FlakyBackend.reset()
 
 
 def readers(count: int) -> list:

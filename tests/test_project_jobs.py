@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core import mail
-from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.test import Client
 
 from jobs.api import get_queue, redis_connection
@@ -40,6 +39,7 @@ from yesgoddess.projects.services import (
 )
 
 from .concurrency import run_twice_at_once
+from .email_backends import FlakyBackend, use_flaky_backend
 from .license_factories import make_brand, make_creator, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -244,36 +244,10 @@ def test_budget_range():
 # --- fan-out: batches, a crash, a race ---------------------------------------------------
 
 
-class FlakyBackend(LocmemBackend):
-    """locmem, but the server can be made unreachable after some connections, or drop the
-    connection after some messages."""
-
-    opens = 0
-    sends = 0
-    refuse_open_after: int | None = None
-    drop_after: int | None = None
-
-    def open(self):
-        if FlakyBackend.refuse_open_after is not None and FlakyBackend.opens >= FlakyBackend.refuse_open_after:
-            raise ConnectionRefusedError("mail server unreachable")
-        FlakyBackend.opens += 1
-        return True
-
-    def send_messages(self, messages):
-        if FlakyBackend.drop_after is not None and FlakyBackend.sends >= FlakyBackend.drop_after:
-            raise smtplib.SMTPServerDisconnected("connection lost")
-        FlakyBackend.sends += len(messages)
-        return super().send_messages(messages)
-
-
 @pytest.fixture
 def flaky(settings):
-    settings.EMAIL_BACKEND = "tests.test_project_jobs.FlakyBackend"
-    settings.EMAIL_BATCH_SIZE = 2
-    FlakyBackend.opens = FlakyBackend.sends = 0
-    FlakyBackend.refuse_open_after = FlakyBackend.drop_after = None
-    yield FlakyBackend
-    FlakyBackend.refuse_open_after = FlakyBackend.drop_after = None
+    yield use_flaky_backend(settings, batch_size=2)
+    FlakyBackend.reset()
 
 
 def test_a_retry_after_the_mail_server_went_away_sends_nothing_twice(flaky):

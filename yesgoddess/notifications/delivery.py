@@ -19,6 +19,7 @@ The same code delivers a single notification by id (operators, tests).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,7 +158,7 @@ def deliver_pending(queryset: QuerySet, *, limit: int) -> dict[str, int]:
         return sending
 
     size = min(settings.EMAIL_BATCH_SIZE, limit)
-    try:
+    with contextlib.suppress(_Enough):  # the claim says the flush has taken its share
         for batch in claimed_batches(queryset.select_related("user"), claim, batch=size):
             messages, broken = [], {}
             for row in batch:
@@ -171,15 +172,10 @@ def deliver_pending(queryset: QuerySet, *, limit: int) -> dict[str, int]:
             _fail(batch, broken)
             _settle(batch, result)
             counts["failed"] += len(broken) + len(result.refused)
-            counts["sent"] += len(result.sent)
-            counts["refused"] += len(result.refused)
-            counts["unsent"] += len(result.unsent)
-            counts["in_doubt"] += len(result.in_doubt)
+            result.tally(counts)
             result.raise_error()
             if taken >= limit:
                 break
-    except _Enough:
-        pass
     return counts
 
 

@@ -268,10 +268,7 @@ def send_digest_batch(
         result = deliver(messages)
         _settle(batch, result, broken)
         counts["failed"] += len(broken)
-        counts["sent"] += len(result.sent)
-        counts["refused"] += len(result.refused)
-        counts["unsent"] += len(result.unsent)
-        counts["in_doubt"] += len(result.in_doubt)
+        result.tally(counts)
         if progress is not None:
             progress(processed, total)
         result.raise_error()

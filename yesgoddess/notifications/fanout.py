@@ -104,6 +104,11 @@ class Delivery:
         if self.error is not None:
             raise self.error
 
+    def tally(self, counts: dict[str, int]) -> None:
+        """Add this delivery's outcomes to a job's counts (sent, refused, unsent, in_doubt)."""
+        for outcome in ("sent", "refused", "unsent", "in_doubt"):
+            counts[outcome] = counts.get(outcome, 0) + len(getattr(self, outcome))
+
 
 def deliver(messages: Sequence[EmailMessage | None]) -> Delivery:
     """Send `messages` over one connection per EMAIL_BATCH_SIZE, one message at a time.
