@@ -526,7 +526,7 @@ JOBS: dict[str, JobSpec] = _table(
         name="search-index-update.rebuild",
         path="jobs.search.rebuild_search_index",
         # A cron job, so `scheduled` (every cron entry runs there: tests/test_schedule_jobs.py);
-        # it is short (~40 s per 200,000 assets) and commits per batch.
+        # it is short (~20 s per 200,000 assets) and commits per batch.
         queue="scheduled",
         description="Recompute every search vector (or one object_type) in primary-key batches of ~250 ms.",
         timeout=4 * HOUR,

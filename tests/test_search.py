@@ -471,6 +471,22 @@ def test_through_a_real_worker(at_once, run_worker, staff):
     assert pending.status().total == 0
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_save_is_searchable_within_seconds(settings, background_worker, staff):
+    """Low traffic: the flush runs SEARCH_FLUSH_DELAY_SECONDS after the save (RQ's scheduler
+    in the worker moves it), so an object waits a second or two, not until a batch fills."""
+    settings.SEARCH_FLUSH_DELAY_SECONDS = 1
+    background_worker("default", worker_class="jobs.rq_classes.DjangoSimpleWorker")
+    time.sleep(3)  # the worker is up and its scheduler holds the queue's lock
+    saved_at = time.monotonic()
+    a = asset("Lighthouse")
+    wait_until(lambda: vector("ip_assets", a.pk), timeout=20, what="the asset to be indexed")
+    waited = time.monotonic() - saved_at
+    assert waited < 4, waited
+    assert ids(find(staff, q="lighthouse")) == [("asset", a.pk)]
+
+
 def test_registry_entries():
     flush = get_spec("search-index-update")
     assert flush.queue == "default" and flush.on_failure == "jobs.search.flush_failed"
