@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import WatchError
-from rq import Callback, Queue
+from rq import Callback, Queue, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, JobStatus
 from rq.serializers import JSONSerializer
@@ -228,3 +228,16 @@ def reserved_argument_clashes() -> list[str]:
         for param in inspect.signature(spec.function).parameters
         if param in RESERVED_ARGUMENTS
     ]
+
+
+# Compare-and-delete: drop a dedup marker only if it still names the given job.
+_RELEASE_MARKER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def release_own_dedup(name: str, dedup_key: str) -> None:
+    """Inside a running job: drop its own dedup marker for `dedup_key` (if it still names
+    this job), so that the next `enqueue(name, dedup_key=...)` queues a new run instead
+    of answering with this one. For self-continuing jobs and flushes."""
+    job = get_current_job()
+    if job is not None:
+        redis_connection().eval(_RELEASE_MARKER, 1, _dedup_marker(get_spec(name), dedup_key), job.id)

@@ -41,7 +41,6 @@ from django.db import connection
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from rq import get_current_job
 
 from yesgoddess.campaigns import services
 from yesgoddess.campaigns.models import (
@@ -55,7 +54,7 @@ from yesgoddess.emailing.reputation import latest_is_critical
 from yesgoddess.emailing.services import blocked
 from yesgoddess.notifications.fanout import claimed_batches, deliver, journal_outcomes
 
-from .api import _dedup_marker, enqueue, redis_connection
+from .api import enqueue, release_own_dedup
 from .errors import JobInputError
 from .registry import get_spec
 from .runtime import set_progress
@@ -67,16 +66,6 @@ IN_DOUBT = "connection lost while sending; not retried, so it is never sent twic
 REPUTATION_PAUSE = "sender reputation is at a critical level (reputation-monitoring); resume once it is fixed"
 INTERRUPTED = "interrupted while sending by an earlier run; not retried, so it is never sent twice"
 
-# Compare-and-delete: drop a dedup marker only if it still names this job.
-_RELEASE_MARKER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-
-
-def release_own_marker(name: str, dedup_key: str) -> None:
-    """Drop the dedup marker of `dedup_key` if it still names the running job."""
-    job = get_current_job()
-    if job is not None:
-        redis_connection().eval(_RELEASE_MARKER, 1, _dedup_marker(get_spec(name), dedup_key), job.id)
-
 
 def requeue_self(name: str, dedup_key: str, delay: float | None, **kwargs: Any) -> str:
     """Enqueue the next run of a self-continuing job under the same `dedup_key`.
@@ -86,7 +75,7 @@ def requeue_self(name: str, dedup_key: str, delay: float | None, **kwargs: Any) 
     enqueued deduplicated as usual: if something else queued a run of the chain meanwhile,
     that one is kept and no second chain starts.
     """
-    release_own_marker(name, dedup_key)
+    release_own_dedup(name, dedup_key)
     return enqueue(name, dedup_key=dedup_key, delay=delay, **kwargs)
 
 
@@ -95,7 +84,7 @@ def stop_chain(campaign_id: int, result: dict[str, Any]) -> dict[str, Any]:
     look once more. A resume that came in meanwhile found this run still active and so
     queued nothing; the chain then goes on from here instead of stalling."""
     key = f"campaign-{campaign_id}"
-    release_own_marker(JOB, key)
+    release_own_dedup(JOB, key)
     status = EmailCampaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
     if status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
         result["next"] = enqueue(JOB, dedup_key=key, campaign_id=campaign_id)

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from yesgoddess.analytics.models import Event
 from yesgoddess.assets.models import IpOwnership
+from yesgoddess.core.money import dollars
 from yesgoddess.creators.models import (
     Creator,
     CreatorMonthlyReport,
@@ -33,7 +34,7 @@ from yesgoddess.creators.models import (
     OnboardingStatus,
     ReportStatus,
 )
-from yesgoddess.licensing.expiry import dollars, start_of_day
+from yesgoddess.licensing.expiry import start_of_day
 from yesgoddess.licensing.models import IN_FORCE, License
 from yesgoddess.notifications.fanout import claimed_batches, deliver
 from yesgoddess.notifications.services import build_email

@@ -17,11 +17,9 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from rq import get_current_job
 
-from jobs.api import _dedup_marker, enqueue, redis_connection
+from jobs.api import enqueue, release_own_dedup
 from jobs.errors import JobInputError
-from jobs.registry import get_spec
 from jobs.runtime import set_progress
 from yesgoddess.notifications import delivery, digest
 from yesgoddess.notifications.models import DigestFrequency
@@ -39,13 +37,7 @@ def release_flush_marker() -> None:
     released the deduplication marker, such a request returns this job, which has not
     claimed yet and so will see those rows; from the release on, a request queues a new
     flush. Either way no pending row is left without a flush coming for it."""
-    job = get_current_job()
-    if job is None:
-        return
-    conn = redis_connection()
-    marker = _dedup_marker(get_spec(FLUSH_JOB), FLUSH_DEDUP_KEY)
-    if conn.get(marker) == job.id.encode():
-        conn.delete(marker)
+    release_own_dedup(FLUSH_JOB, FLUSH_DEDUP_KEY)
 
 
 def deliver_notifications(*, notification_id: int | None = None) -> dict[str, Any]:

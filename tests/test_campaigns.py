@@ -379,7 +379,7 @@ def test_a_resume_racing_the_end_of_a_stopping_run_still_continues(
     def resumed_meanwhile(name, key):
         EmailCampaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SENDING)
 
-    monkeypatch.setattr("jobs.campaigns.release_own_marker", resumed_meanwhile)
+    monkeypatch.setattr("jobs.campaigns.release_own_dedup", resumed_meanwhile)
     with django_capture_on_commit_callbacks(execute=True):
         result = send_campaign_batch(campaign_id=campaign.pk)
     assert result["stopped"] and result["next"]

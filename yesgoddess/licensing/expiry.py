@@ -34,6 +34,7 @@ from jobs.sweeps import locked_batches
 from yesgoddess.analytics.models import Event, system_event
 from yesgoddess.assets.models import IpOwnership
 from yesgoddess.core.models import AuditEvent
+from yesgoddess.core.money import dollars
 from yesgoddess.notifications.fanout import claim_setting, claimed_batches, deliver_rows, release
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import build_email
@@ -74,10 +75,6 @@ def start_of_day(moment: datetime) -> datetime:
 def long_date(value: datetime | date) -> str:
     """ "March 5, 2027" (en-US, as the spec's emails print dates)."""
     return f"{value:%B} {value.day}, {value.year}"
-
-
-def dollars(cents: int) -> str:
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 def live(queryset: QuerySet) -> QuerySet:

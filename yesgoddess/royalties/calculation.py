@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from yesgoddess.assets.models import IpOwnership
 from yesgoddess.core.models import AuditEvent
+from yesgoddess.core.money import dollars
 from yesgoddess.creators.models import Creator
 from yesgoddess.licensing.models import License, LicenseStatus, LicenseUsageDailyAggregate
 
@@ -99,12 +100,6 @@ def payout_threshold(creator: Creator) -> int:
     if creator.vip_status:
         return settings.VIP_MINIMUM_PAYOUT_THRESHOLD_CENTS
     return settings.MINIMUM_PAYOUT_THRESHOLD_CENTS
-
-
-def dollars(cents: int) -> str:
-    sign = "-" if cents < 0 else ""
-    cents = abs(cents)
-    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
 
 
 @dataclass
