@@ -237,6 +237,8 @@ API_URL = env_url("API_URL", "http://localhost:8000", ("http", "https")).rstrip(
 # Messages sent over one SMTP connection before it is reopened; also the size of the
 # batches in which a job claims recipients, so a crash repeats at most one batch.
 EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 200, minimum=1)
+# SMTP connections one batch is sent over at once (a thread each; 25+ messages each).
+EMAIL_SEND_CONNECTIONS = env_int("EMAIL_SEND_CONNECTIONS", 4, minimum=1)
 # Pending immediate notification emails one notification-delivery flush takes (it
 # re-queues itself while more remain), and users per notification-digest batch job.
 NOTIFICATION_DELIVERY_BATCH = env_int("NOTIFICATION_DELIVERY_BATCH", 500, minimum=1)

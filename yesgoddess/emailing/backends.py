@@ -63,10 +63,14 @@ def ensure_message_id(message: EmailMessage) -> str:
 
 
 class RateLimitedBackend(BaseEmailBackend):
-    def __init__(self, fail_silently: bool = False, **kwargs: Any) -> None:
+    def __init__(self, fail_silently: bool = False, record_later: bool = False, **kwargs: Any) -> None:
+        """`record_later`: keep the SENT events until the caller calls `record_sent` (a
+        connection used in another thread must not write to the database there: Django's
+        connection is per thread, and the caller's may be inside a transaction)."""
         super().__init__(fail_silently=fail_silently)
         self.inner = get_connection(settings.EMAIL_DELIVERY_BACKEND, fail_silently=fail_silently, **kwargs)
         self.opened = False
+        self.record_later = record_later
         self.pending_events: list[tuple[str, str, str, str, datetime]] = []
 
     def open(self) -> bool | None:
@@ -79,7 +83,8 @@ class RateLimitedBackend(BaseEmailBackend):
             self.inner.close()
         finally:
             self.opened = False
-            self.record_sent()
+            if not self.record_later:
+                self.record_sent()
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         sent = 0
@@ -92,7 +97,7 @@ class RateLimitedBackend(BaseEmailBackend):
                     self.remember_sent(message, message_id)
                 sent += accepted
         finally:
-            if not self.opened or len(self.pending_events) >= FLUSH_EVERY:
+            if not self.record_later and (not self.opened or len(self.pending_events) >= FLUSH_EVERY):
                 self.record_sent()
         return sent
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -99,6 +100,7 @@ class Delivery:
     in_doubt: list[int] = field(default_factory=list)  # interrupted while sending
     skipped: list[int] = field(default_factory=list)  # not attempted: the message it follows was not accepted
     error: Exception | None = None  # what stopped the delivery (re-raise it after settling)
+    crash: BaseException | None = None  # an unexpected fault in a sending thread
 
     def raise_error(self) -> None:
         if self.error is not None:
@@ -123,31 +125,127 @@ def deliver(messages: Sequence[EmailMessage | None]) -> Delivery:
 
 def _deliver(messages: Sequence[EmailMessage | None], follows: Sequence[int | None] | None) -> Delivery:
     """`deliver`; with `follows`, message i is attempted only if message follows[i] (an
-    earlier one) was accepted, else it is `skipped` (and uses no connection slot)."""
-    result = Delivery()
+    earlier one) was accepted, else it is `skipped` (and uses no connection slot).
+
+    A large batch goes out over up to EMAIL_SEND_CONNECTIONS connections at once, one
+    thread each, every thread sending a contiguous run of the messages (a message and
+    the ones that follow it stay together). Sending is mostly waiting for the server's
+    replies, so the threads overlap those waits. They touch no database: the SENT events
+    their connections collect are recorded here, in the caller's thread, afterwards.
+    """
     pending = [index for index, message in enumerate(messages) if message is not None]
+    lanes = _lanes(pending, follows)
+    connections: list[Any] = []
+    try:
+        if len(lanes) == 1:
+            return _send_lane(messages, follows, lanes[0], connections)
+        results = [Delivery() for _ in lanes]
+        threads = [
+            threading.Thread(target=_run_lane, args=(messages, follows, lane, connections, results[number]))
+            for number, lane in enumerate(lanes)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        crash = next((result.crash for result in results if result.crash is not None), None)
+        if crash is not None:  # as with one thread: the batch stays claimed, the journal settles it
+            raise crash
+        return _merge(results)
+    finally:
+        _record_sent(connections)
+
+
+def _record_sent(connections: list[Any]) -> None:
+    for connection in connections:
+        if hasattr(connection, "record_sent"):  # RateLimitedBackend: one INSERT per connection
+            connection.record_sent()
+
+
+# A thread is worth starting for at least this many messages: small sends stay on one
+# connection, in order.
+LANE_MINIMUM = 25
+
+
+def _lanes(pending: list[int], follows: Sequence[int | None] | None) -> list[list[int]]:
+    """`pending` cut into contiguous runs, as many as EMAIL_SEND_CONNECTIONS allows with
+    at least LANE_MINIMUM messages each, cut only before a message that follows none."""
+    count = max(1, min(settings.EMAIL_SEND_CONNECTIONS, len(pending) // LANE_MINIMUM))
+    if count == 1:
+        return [pending]
+    lanes: list[list[int]] = [[]]
+    share = len(pending) / count
+    for position, index in enumerate(pending):
+        leads = follows is None or follows[index] is None
+        if leads and lanes[-1] and position >= share * len(lanes) and len(lanes) < count:
+            lanes.append([])
+        lanes[-1].append(index)
+    return lanes
+
+
+def _run_lane(
+    messages: Sequence[EmailMessage | None],
+    follows: Sequence[int | None] | None,
+    lane: list[int],
+    connections: list[Any],
+    result: Delivery,
+) -> None:
+    try:
+        sent = _send_lane(messages, follows, lane, connections)
+    except BaseException as exc:  # a fault of ours: raised in the caller's thread (see _deliver)
+        result.crash = exc
+        return
+    for name in ("sent", "refused", "unsent", "in_doubt", "skipped"):
+        getattr(result, name).extend(getattr(sent, name))
+    result.error = sent.error
+
+
+def _merge(results: list[Delivery]) -> Delivery:
+    merged = Delivery()
+    for result in results:
+        for name in ("sent", "refused", "unsent", "in_doubt", "skipped"):
+            getattr(merged, name).extend(getattr(result, name))
+        merged.error = merged.error or result.error
+    return merged
+
+
+def _send_lane(
+    messages: Sequence[EmailMessage | None],
+    follows: Sequence[int | None] | None,
+    lane: list[int],
+    connections: list[Any],
+) -> Delivery:
+    """Send the messages at indexes `lane`, one at a time, over one connection per
+    EMAIL_BATCH_SIZE messages; stop at the first broken connection."""
+    result = Delivery()
     accepted: set[int] = set()
     size = settings.EMAIL_BATCH_SIZE
     connection, attempts = None, 0
     try:
-        for position, index in enumerate(pending):
+        for position, index in enumerate(lane):
             leader = follows[index] if follows is not None else None
             if leader is not None and leader not in accepted:
                 result.skipped.append(index)
                 continue
             if connection is None:
-                connection = get_connection()
+                connection = get_connection(record_later=True)
+                connections.append(connection)
                 try:
                     connection.open()
                 except Exception as exc:
                     connection = None
-                    result.unsent.extend(pending[position:])
+                    result.unsent.extend(lane[position:])
                     result.error = exc
                     return result
             attempts += 1
             key = getattr(messages[index], "journal_key", None)
-            if key:
-                _journal(ATTEMPTED, key)
+            try:
+                if key:
+                    _journal(ATTEMPTED, key)
+            except Exception as exc:  # Redis unreachable: not sent, as if the server were
+                result.unsent.extend(lane[position:])
+                result.error = exc
+                return result
             try:
                 ok = bool(connection.send_messages([messages[index]]))
             except REFUSED as exc:
@@ -155,7 +253,7 @@ def _deliver(messages: Sequence[EmailMessage | None], follows: Sequence[int | No
                 result.refused.append(index)
             except Exception as exc:
                 result.in_doubt.append(index)
-                result.unsent.extend(pending[position + 1 :])
+                result.unsent.extend(lane[position + 1 :])
                 result.error = exc
                 return result
             else:
