@@ -178,15 +178,26 @@ DAILY_COLUMNS = ("views", "clicks", "conversions", "revenue_cents", "unique_visi
 
 DAILY_SQL = f"""
 WITH agg AS (
-  SELECT e.ip_asset_id, e.project_id, e.license_id,
-    count(*) FILTER (WHERE e.event_type = 'asset_viewed') AS views,
-    count(*) FILTER (WHERE e.event_type IN ('asset_downloaded', 'license_clicked')) AS clicks,
-    count(*) FILTER (WHERE e.event_type = 'license_created') AS conversions,
-    COALESCE(sum({int_prop("revenueCents")}), 0) AS revenue_cents,
-    count(DISTINCT {VISITOR}) AS unique_visitors,
-    COALESCE(sum({int_prop("engagementTime")}), 0) AS engagement_time
-  FROM events e
-  WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s AND e.ip_asset_id IS NOT NULL
+  SELECT ip_asset_id, project_id, license_id,
+    count(*) FILTER (WHERE kind = 1) AS views,
+    count(*) FILTER (WHERE kind = 2) AS clicks,
+    count(*) FILTER (WHERE kind = 3) AS conversions,
+    COALESCE(sum(revenue), 0) AS revenue_cents,
+    count(DISTINCT visitor) AS unique_visitors,
+    COALESCE(sum(engagement), 0) AS engagement_time
+  FROM (
+    -- Each event reduced to what the figures need before the rows are sorted into groups:
+    -- sorting these narrow rows instead of the events' (props and all) takes half the memory.
+    -- OFFSET 0 keeps the planner from folding this back into the grouping.
+    SELECT e.ip_asset_id, e.project_id, e.license_id, {VISITOR} AS visitor,
+      CASE e.event_type WHEN 'asset_viewed' THEN 1 WHEN 'asset_downloaded' THEN 2 WHEN 'license_clicked' THEN 2
+        WHEN 'license_created' THEN 3 ELSE 0 END AS kind,
+      {int_prop("revenueCents")} AS revenue,
+      {int_prop("engagementTime")} AS engagement
+    FROM events e
+    WHERE e.occurred_at >= %(start)s AND e.occurred_at < %(end)s AND e.ip_asset_id IS NOT NULL
+    OFFSET 0
+  ) AS reduced
   GROUP BY 1, 2, 3
 ), upserted AS (
   INSERT INTO daily_metrics AS m

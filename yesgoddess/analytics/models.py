@@ -68,11 +68,22 @@ def system_event(event_type: str, **fields: Any) -> Event:
 
 
 class DailyMetric(models.Model):
+    # No single-column indexes: the (column, date) indexes below serve every lookup by one
+    # of these columns, and each index is written for every row the nightly roll-up stores.
     date = models.DateField()
-    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    ip_asset = models.ForeignKey("assets.IpAsset", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(
+        "projects.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    ip_asset = models.ForeignKey(
+        "assets.IpAsset", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     license = models.ForeignKey(
-        "licensing.License", null=True, blank=True, on_delete=models.CASCADE, related_name="daily_metrics"
+        "licensing.License",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="daily_metrics",
+        db_index=False,
     )
     views = models.IntegerField(default=0)
     clicks = models.IntegerField(default=0)
@@ -92,7 +103,6 @@ class DailyMetric(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["date"], name="daily_metric_date_idx"),
             models.Index(fields=["license", "date"], name="daily_metric_license_idx"),
             models.Index(fields=["ip_asset", "date"], name="daily_metric_asset_idx"),
             models.Index(fields=["project", "date"], name="daily_metric_project_idx"),
