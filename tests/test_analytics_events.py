@@ -490,3 +490,23 @@ def test_the_sweep_queues_a_flush_only_for_pending_events():
     assert sweep_pending_events() == {"pending": 1, "queued": 1}
     assert sweep_pending_events() == {"pending": 1, "queued": 0}  # one is queued already
     assert [job.meta["job_name"] for job in queued_jobs()] == [FLUSH_JOB]
+
+
+def test_a_session_keeps_its_first_context_and_each_batch_renews_its_lifetime(api):
+    """The first event of a session writes its context; later ones (in the same batch or
+    a later one) leave it as it was and renew its time to live."""
+    first = {"referrer": "https://first.example/", "utmSource": "news"}
+    later = {"referrer": "https://later.example/", "utmSource": "ads"}
+    base = {"event_type": "asset_viewed", "source": "web"}
+    assert (
+        api({"events": [{**base, "session_id": "k1", "props": first}, {**base, "session_id": "k2"}]}).status_code == 202
+    )
+    key = enrichment.SESSION_KEY.format("k1")
+    conn = redis_connection()
+    conn.expire(key, 60)  # time has passed
+    assert api({"events": [{**base, "session_id": "k1", "props": later}]}).status_code == 202
+
+    stored = json.loads(conn.get(key))
+    assert stored["referrer"] == "https://first.example/" and stored["utmSource"] == "news"
+    assert enrichment.SESSION_TTL - 5 <= conn.ttl(key) <= enrichment.SESSION_TTL
+    assert json.loads(conn.get(enrichment.SESSION_KEY.format("k2")))["sessionStartTime"]

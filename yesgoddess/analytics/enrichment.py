@@ -247,9 +247,10 @@ def enrich_one(
     assets: dict[int, dict[str, Any]],
     licenses: dict[int, dict[str, Any]],
     sessions: dict[str, dict[str, Any]],
-    now: datetime,
 ) -> tuple[dict[str, Any], AttributionRow | None]:
     """The keys to merge into the event's props and its attribution row (or None).
+    `assets` and `licenses` hold the snapshots by id (made once per batch and shared by
+    its events).
 
     Raises PoisonEvent for data that can never be enriched."""
     props = event.props
@@ -291,13 +292,13 @@ def enrich_one(
         if asset is None:
             log.warning("enrich event %s: asset %s not found", event.id, event.ip_asset_id)
         else:
-            extra["asset_snapshot"] = asset_snapshot(asset, now)
+            extra["asset_snapshot"] = asset
     if event.license_id is not None:
         license = licenses.get(event.license_id)
         if license is None:
             log.warning("enrich event %s: license %s not found", event.id, event.license_id)
         else:
-            extra["license_snapshot"] = license_snapshot(license, now)
+            extra["license_snapshot"] = license
 
     # Never overwrite: keys the event already has stay as they are.
     extra = {key: value for key, value in extra.items() if key not in props}
@@ -390,8 +391,8 @@ WHERE e.id = v.id
 Update = tuple[int, dict[str, Any] | None, str | None]  # (event id, keys to merge, error)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+# One encoder for every call: json.dumps with options builds a new one each time.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _write(cursor, now: datetime, updates: list[Update], attributions: list[AttributionRow]) -> None:
@@ -404,8 +405,31 @@ def _write(cursor, now: datetime, updates: list[Update], attributions: list[Attr
             rows.append(values)
         cursor.execute(UPSERT_ATTRIBUTION, [now, _dumps(rows)])
     if updates:
-        rows = [{"id": event_id, "extra": extra, "error": error} for event_id, extra, error in updates]
-        cursor.execute(MARK_EVENTS, [now, _dumps(rows)])
+        cursor.execute(MARK_EVENTS, [now, _encode_updates(updates)])
+
+
+def _encode_updates(updates: list[Update]) -> str:
+    """The JSON document of MARK_EVENTS: `[{"id", "extra", "error"}, ...]` (the keys of
+    `extra` are ENRICHMENT_KEYS: plain names, quoted as they are).
+
+    The events of a batch share most of their values (the snapshot of one asset, the
+    parsed user agent): each shared object is encoded once and its text reused (keyed by
+    identity: every object stays alive, held by `updates`, while this runs)."""
+    encoded: dict[int, str] = {}
+
+    def fragment(value: Any) -> str:
+        if not isinstance(value, dict):
+            return _dumps(value)
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = _dumps(value)
+        return text
+
+    parts = []
+    for event_id, extra, error in updates:
+        extra_text = "null" if extra is None else "{" + ",".join(f'"{k}":{fragment(v)}' for k, v in extra.items()) + "}"
+        parts.append(f'{{"id":{int(event_id)},"extra":{extra_text},"error":{_dumps(error)}}}')
+    return "[" + ",".join(parts) + "]"
 
 
 def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResult:
@@ -416,9 +440,16 @@ def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResul
         return result
     asset_ids = {row.ip_asset_id for row in rows if row.ip_asset_id is not None}
     license_ids = {row.license_id for row in rows if row.license_id is not None}
-    assets = {a["id"]: a for a in IpAsset.objects.filter(pk__in=asset_ids).values(*ASSET_FIELDS)} if asset_ids else {}
+    assets = (
+        {a["id"]: asset_snapshot(a, now) for a in IpAsset.objects.filter(pk__in=asset_ids).values(*ASSET_FIELDS)}
+        if asset_ids
+        else {}
+    )
     licenses = (
-        {lic["id"]: lic for lic in License.objects.filter(pk__in=license_ids).values(*LICENSE_FIELDS)}
+        {
+            lic["id"]: license_snapshot(lic, now)
+            for lic in License.objects.filter(pk__in=license_ids).values(*LICENSE_FIELDS)
+        }
         if license_ids
         else {}
     )
@@ -428,7 +459,7 @@ def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResul
     attributions: list[AttributionRow] = []
     for row in rows:
         try:
-            extra, attribution = enrich_one(row, assets=assets, licenses=licenses, sessions=sessions, now=now)
+            extra, attribution = enrich_one(row, assets=assets, licenses=licenses, sessions=sessions)
         except PoisonEvent as exc:
             updates.append((row.id, None, str(exc)))
             result.errors[row.id] = str(exc)

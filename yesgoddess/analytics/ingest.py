@@ -30,6 +30,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -256,6 +257,18 @@ def session_context(event: Event) -> dict[str, Any]:
     return context
 
 
+# Per session: write its context unless it has one, and keep it alive either way. One
+# script call for the whole batch (KEYS: the sessions; ARGV: the TTL, then a context per
+# key): hundreds of SET/EXPIRE commands cost the web process more to encode than to send.
+REMEMBER_SESSIONS = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ARGV[1])
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+
 def remember_sessions(events: list[Event]) -> None:
     """The first event of a session writes its context (start, referrer, campaign);
     every event keeps it alive for SESSION_TTL seconds. One Redis round trip."""
@@ -269,12 +282,14 @@ def remember_sessions(events: list[Event]) -> None:
             first[event.session_id] = event
     if not first:
         return
-    with redis_connection().pipeline(transaction=False) as pipe:
-        for session_id, event in first.items():
-            key = SESSION_KEY.format(session_id)
-            pipe.set(key, json.dumps(session_context(event)), nx=True, ex=SESSION_TTL)
-            pipe.expire(key, SESSION_TTL)
-        pipe.execute()
+    keys = [SESSION_KEY.format(session_id) for session_id in first]
+    contexts = [json.dumps(session_context(event)) for event in first.values()]
+    _session_script(redis_connection())(keys=keys, args=[SESSION_TTL, *contexts])
+
+
+@lru_cache(maxsize=1)
+def _session_script(client: Any) -> Any:
+    return client.register_script(REMEMBER_SESSIONS)
 
 
 def record_events(events: list[Event]) -> list[int]:

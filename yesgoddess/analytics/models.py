@@ -28,15 +28,24 @@ class Event(models.Model):
     event_type = models.CharField(max_length=100)
     actor_type = models.CharField(max_length=50, null=True, blank=True)
     actor_id = models.CharField(max_length=64, null=True, blank=True)
-    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    ip_asset = models.ForeignKey("assets.IpAsset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No single-column indexes on the references: the (column, occurred_at) indexes below
+    # serve every lookup by one of them, and each index is written for every event stored
+    # and again when its enrichment is merged in.
+    project = models.ForeignKey(
+        "projects.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    ip_asset = models.ForeignKey(
+        "assets.IpAsset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     license = models.ForeignKey(
-        "licensing.License", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        "licensing.License", null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
     )
     user_id = models.BigIntegerField(null=True, blank=True)
     brand_id = models.BigIntegerField(null=True, blank=True)
     creator_id = models.BigIntegerField(null=True, blank=True)
-    post = models.ForeignKey("blog.Post", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    post = models.ForeignKey(
+        "blog.Post", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     props_json = models.JSONField(default=dict, blank=True)
     session_id = models.CharField(max_length=128, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
