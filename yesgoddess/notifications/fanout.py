@@ -7,7 +7,8 @@ The pattern, per batch of recipient rows:
 1. `claimed_batches` locks a batch FOR UPDATE SKIP LOCKED and lets the caller set each
    row's marker in the same short transaction, which then commits. From that moment no
    other run (a concurrent worker, a retry) takes these rows.
-2. `deliver` sends the batch's messages over one SMTP connection and says, per message,
+2. `deliver` sends the batch's messages (over up to EMAIL_SEND_CONNECTIONS SMTP
+   connections at once, each carrying a contiguous run of them) and says, per message,
    whether it was accepted, refused, never attempted (the server could not be reached)
    or in doubt (the connection broke while it was being sent).
 3. The caller confirms what went out and releases the markers of what was never
@@ -113,12 +114,13 @@ class Delivery:
 
 
 def deliver(messages: Sequence[EmailMessage | None]) -> Delivery:
-    """Send `messages` over one connection per EMAIL_BATCH_SIZE, one message at a time.
+    """Send `messages`, one at a time per connection, a connection per EMAIL_BATCH_SIZE
+    messages (a large batch is split over parallel connections: see `_deliver`).
 
     None entries are skipped (reported in none of the lists). A refused message is
-    `refused` and the rest still go. If the server cannot be reached, or the connection
-    breaks, delivery stops: the message being sent is `in_doubt`, the rest `unsent`,
-    and `error` holds the exception.
+    `refused` and the rest still go. If the server cannot be reached, or a connection
+    breaks, that connection's run stops: the message being sent is `in_doubt`, the rest
+    of its run `unsent` (other runs go on), and `error` holds the exception.
     """
     return _deliver(messages, None)
 
@@ -141,7 +143,7 @@ def _deliver(messages: Sequence[EmailMessage | None], follows: Sequence[int | No
             return _send_lane(messages, follows, lanes[0], connections)
         results = [Delivery() for _ in lanes]
         threads = [
-            threading.Thread(target=_run_lane, args=(messages, follows, lane, connections, results[number]))
+            threading.Thread(target=_run_lane, args=(messages, follows, lane, connections, results, number))
             for number, lane in enumerate(lanes)
         ]
         for thread in threads:
@@ -188,16 +190,13 @@ def _run_lane(
     follows: Sequence[int | None] | None,
     lane: list[int],
     connections: list[Any],
-    result: Delivery,
+    results: list[Delivery],
+    number: int,
 ) -> None:
     try:
-        sent = _send_lane(messages, follows, lane, connections)
+        results[number] = _send_lane(messages, follows, lane, connections)
     except BaseException as exc:  # a fault of ours: raised in the caller's thread (see _deliver)
-        result.crash = exc
-        return
-    for name in ("sent", "refused", "unsent", "in_doubt", "skipped"):
-        getattr(result, name).extend(getattr(sent, name))
-    result.error = sent.error
+        results[number] = Delivery(crash=exc)
 
 
 def _merge(results: list[Delivery]) -> Delivery:
@@ -239,13 +238,8 @@ def _send_lane(
                     return result
             attempts += 1
             key = getattr(messages[index], "journal_key", None)
-            try:
-                if key:
-                    _journal(ATTEMPTED, key)
-            except Exception as exc:  # Redis unreachable: not sent, as if the server were
-                result.unsent.extend(lane[position:])
-                result.error = exc
-                return result
+            if key:
+                _journal(ATTEMPTED, key)
             try:
                 ok = bool(connection.send_messages([messages[index]]))
             except REFUSED as exc:
