@@ -29,6 +29,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from jobs.api import enqueue
+from yesgoddess.emailing.message import TemplateEmail
 from yesgoddess.emailing.models import EmailCategory
 from yesgoddess.emailing.services import list_unsubscribe_headers, normalise, unsubscribe_url
 from yesgoddess.notifications.services import build_email, render_email
@@ -458,7 +459,7 @@ class CampaignRenderer:
         }
         subject = (self._fill(parts[0], values).strip().splitlines() or [""])[0]  # as render_email does
         text, html = self._fill(parts[1], values), self._fill(parts[2], values)
-        message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [recipient.email])
+        message = TemplateEmail(subject, text, settings.DEFAULT_FROM_EMAIL, [recipient.email])
         message.attach_alternative(html, "text/html")
         return _finish(message, self.campaign, recipient, headers)
 

@@ -18,6 +18,8 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from yesgoddess.emailing.message import TemplateEmail
+
 from .models import EmailFrequency, EmailStatus, Notification, NotificationPreference
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def build_email(
     """One message of template `name` to one address (text with an HTML alternative).
     `headers`: extra headers, e.g. `emailing.services.list_unsubscribe_headers(...)`."""
     subject, text, html = render_email(name, context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers=headers)
+    message = TemplateEmail(subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers=headers)
     message.attach_alternative(html, "text/html")
     return message
 
@@ -142,7 +144,7 @@ def send_templated_email(name: str, recipients: Iterable[str], context: dict[str
     subject, text, html = render_email(name, context)
     messages = []
     for address in to:
-        message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [address])
+        message = TemplateEmail(subject, text, settings.DEFAULT_FROM_EMAIL, [address])
         message.attach_alternative(html, "text/html")
         messages.append(message)
     with get_connection() as connection:
