@@ -1,10 +1,12 @@
 """email-campaign: 10,000 recipients to a real SMTP server on loopback (aiosmtpd, in its
 own process), our batch job against naive sends, in the same run, rate limit off.
 
-- ours: the `email-campaign` chain run by a real RQ worker (DjangoSimpleWorker, burst):
-  claim a batch of `batch_size` recipients, render, send over one SMTP connection,
-  settle, queue the next batch job. Timed from the campaign's send_started_at to
-  send_completed_at (the worker's start-up excluded), and wall time including it.
+- ours: the `email-campaign` chain run by real RQ workers (DjangoSimpleWorker; `--workers`,
+  default 2, with EMAIL_CAMPAIGN_PARALLEL_BATCHES set to match, so helper batch jobs run
+  on the second worker): claim a batch of `batch_size` recipients, render, send over
+  EMAIL_SEND_CONNECTIONS connections, settle, queue the next batch job. Timed from the
+  campaign's send_started_at to send_completed_at (the workers' start-up excluded), and
+  wall time including it.
 - naive: what a straightforward loop does (the original's per-recipient
   sendTransactional): for each recipient its own suppression/opt-out check, the same
   rendered message sent over a new SMTP connection, its own status update.
@@ -14,7 +16,7 @@ own process), our batch job against naive sends, in the same run, rate limit off
 
 Rounds of the three, medians reported (the machine may be shared: a round's phases run
 one after the other, so a ratio is only as steady as the load).
-Usage: python bench/campaign_send.py [--recipients 10000] [--batch 200] [--naive 2000] [--rounds 3]
+Usage: python bench/campaign_send.py [--recipients 10000] [--batch 200] [--naive 2000] [--rounds 3] [--workers 2]
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def make_campaign(recipients: int, batch: int, tag: str) -> int:
             "cta_url": "https://app.example/briefs",
         },
         batch_size=batch,
-        messages_per_hour=1_000_000,  # 0.7 s per batch of 200 or less: no pause between batches
+        messages_per_hour=10_000_000,  # the highest: no pause between batches, helpers allowed
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -97,33 +99,51 @@ def make_campaign(recipients: int, batch: int, tag: str) -> int:
     return campaign.pk
 
 
-def run_ours(campaign_id: int, db_url: str, port: int) -> dict:
-
+def run_ours(campaign_id: int, db_url: str, port: int, workers: int) -> dict:
+    """The campaign sent by `workers` SimpleWorker processes on `bulk` (with more than
+    one, EMAIL_CAMPAIGN_PARALLEL_BATCHES = workers: helper batch jobs run alongside the
+    chain). Workers run until the campaign completes (a burst worker could leave while
+    the chain's next job is being queued), then are stopped."""
     from jobs.api import redis_connection
     from yesgoddess.campaigns import services
     from yesgoddess.campaigns.models import EmailCampaign
 
     redis_connection().flushdb()
     services.send(campaign_id)
-    began = time.perf_counter()
-    subprocess.run(
-        [PYTHON, "manage.py", "rqworker", "--burst", "--worker-class", SIMPLE, "bulk"],
-        cwd=ROOT,
-        env=child_env(
-            DATABASE_URL=db_url,
-            REDIS_URL=REDIS_URL,
-            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-            EMAIL_HOST="127.0.0.1",
-            EMAIL_PORT=str(port),
-            EMAIL_RATE_LIMIT_PER_SECOND="0",
-            LOG_LEVEL="WARNING",
-        ),
-        check=True,
-        capture_output=True,
+    env = child_env(
+        DATABASE_URL=db_url,
+        REDIS_URL=REDIS_URL,
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(port),
+        EMAIL_RATE_LIMIT_PER_SECOND="0",
+        EMAIL_CAMPAIGN_PARALLEL_BATCHES=str(workers),
+        LOG_LEVEL="WARNING",
     )
-    wall = time.perf_counter() - began
+    began = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [PYTHON, "manage.py", "rqworker", "--worker-class", SIMPLE, "bulk"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        deadline = time.monotonic() + 1800
+        while EmailCampaign.objects.get(pk=campaign_id).status != "COMPLETED":
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise SystemExit("the campaign did not complete")
+            time.sleep(0.05)
+        wall = time.perf_counter() - began
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
     campaign = EmailCampaign.objects.get(pk=campaign_id)
-    assert campaign.status == "COMPLETED", campaign.status
     sending: datetime = campaign.send_completed_at - campaign.send_started_at
     return {"seconds": sending.total_seconds(), "wall": wall, "sent": campaign.sent_count}
 
@@ -172,6 +192,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--naive", type=int, default=2_000, help="messages per naive run (a rate: a sample is enough)")
     parser.add_argument("--rounds", type=int, default=3, help="ours, naive, connection-only, repeated; medians")
+    parser.add_argument("--workers", type=int, default=2, help="bulk workers sending ours (1: the chain alone)")
     options = parser.parse_args()
 
     server = Server()
@@ -195,6 +216,7 @@ def main() -> None:
 
     print(
         f"email-campaign: {options.recipients} recipients per campaign, batch_size {options.batch}, "
+        f"{options.workers} bulk worker(s), "
         f"loopback aiosmtpd in its own process; naive runs of {options.naive} messages; {options.rounds} rounds"
     )
     ratios, wall_ratios, ours_rates, naive_rates, bare_rates = [], [], [], [], []
@@ -202,7 +224,7 @@ def main() -> None:
         for round_no in range(1, options.rounds + 1):
             ours_id = make_campaign(options.recipients, options.batch, f"ours{round_no}")
             server.reset()
-            ours = run_ours(ours_id, db_url, server.port)
+            ours = run_ours(ours_id, db_url, server.port, options.workers)
             ours_server = server.stats()
 
             naive_id = make_campaign(options.naive, options.batch, f"naive{round_no}")

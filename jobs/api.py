@@ -234,6 +234,14 @@ def reserved_argument_clashes() -> list[str]:
 _RELEASE_MARKER = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
+def job_active(name: str, dedup_key: str) -> bool:
+    """Whether the job last enqueued as `name` with `dedup_key` is queued, scheduled or
+    running (what `enqueue` would answer with instead of queueing a new one)."""
+    conn = redis_connection()
+    current = conn.get(_dedup_marker(get_spec(name), dedup_key))
+    return current is not None and _is_active(conn, current.decode())
+
+
 def release_own_dedup(name: str, dedup_key: str) -> None:
     """Inside a running job: drop its own dedup marker for `dedup_key` (if it still names
     this job), so that the next `enqueue(name, dedup_key=...)` queues a new run instead

@@ -12,8 +12,9 @@ One run of the job = one batch:
    suppressed or opted out of campaigns become SKIPPED, rows of users who take campaigns
    as a digest become DEFERRED with a `DeferredEmail` for `email-digest`, and the rest
    become SENDING. That commits before anything is sent.
-3. Send the SENDING rows over one SMTP connection (the global EMAIL_RATE_LIMIT_PER_SECOND
-   is applied by the email backend), with List-Unsubscribe / List-Unsubscribe-Post.
+3. Send the SENDING rows (`fanout.deliver`: up to EMAIL_SEND_CONNECTIONS connections at
+   once; the global EMAIL_RATE_LIMIT_PER_SECOND is applied by the email backend), with
+   List-Unsubscribe / List-Unsubscribe-Post.
    Accepted -> SENT (with its Message-ID); refused -> FAILED; never attempted (the server
    went away) -> back to PENDING, and the job fails so RQ retries: the retry sends only
    those. The one message in flight when a connection broke is FAILED ("in doubt"): a
@@ -23,7 +24,10 @@ One run of the job = one batch:
    campaign (nothing PENDING left) or enqueue the next batch with the delay that keeps
    `messages_per_hour` (3600 x messages sent / messages_per_hour, minus the time the
    batch took): no job ever sleeps. Enqueues are deduplicated per campaign, so one chain
-   of batch jobs runs per campaign.
+   of batch jobs runs per campaign. With EMAIL_CAMPAIGN_PARALLEL_BATCHES > 1 the chain
+   also queues `email-campaign.helper` jobs that send one batch each on other workers
+   (claimed the same way, so never the same rows); the chain completes the campaign once
+   no helper is queued or running.
 
 The final failure of a run (after RQ's retries) marks the campaign FAILED; `resume`
 continues it.
@@ -37,6 +41,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -54,7 +59,7 @@ from yesgoddess.emailing.reputation import latest_is_critical
 from yesgoddess.emailing.services import blocked
 from yesgoddess.notifications.fanout import claimed_batches, deliver, journal_outcomes
 
-from .api import enqueue, release_own_dedup
+from .api import enqueue, job_active, release_own_dedup
 from .errors import JobInputError
 from .registry import get_spec
 from .runtime import set_progress
@@ -62,6 +67,9 @@ from .runtime import set_progress
 log = logging.getLogger(__name__)
 
 JOB = "email-campaign"
+HELPER = "email-campaign.helper"
+HELPER_WAIT = 10.0  # seconds the chain's last run waits for helpers still sending
+HELPER_RECHECK = 30  # seconds before it looks again when they have not finished by then
 IN_DOUBT = "connection lost while sending; not retried, so it is never sent twice"
 REPUTATION_PAUSE = "sender reputation is at a critical level (reputation-monitoring); resume once it is fixed"
 INTERRUPTED = "interrupted while sending by an earlier run; not retried, so it is never sent twice"
@@ -278,8 +286,13 @@ def send_campaign_batch(*, campaign_id: int) -> dict[str, Any]:
     result: dict[str, Any] = {"campaign_id": campaign_id, **counts, "pending": remaining}
 
     if remaining == 0:
-        # Rows still SENDING were claimed by an earlier run that died mid-send (one chain
-        # per campaign): their delivery is unknown, so they are not sent again.
+        if not helpers_done(campaign_id, HELPER_WAIT):  # their batches are still going out
+            result["status"] = CampaignStatus.SENDING
+            result["next"] = requeue_self(JOB, f"campaign-{campaign_id}", HELPER_RECHECK, campaign_id=campaign_id)
+            result["waiting_for_helpers"] = True
+            return result
+        # Rows still SENDING were claimed by an earlier run that died mid-send (no other
+        # run is active now): their delivery is unknown, so they are not sent again.
         stale = CampaignRecipient.objects.filter(
             campaign_id=campaign_id, status=RecipientStatus.SENDING, claimed_at__lt=now
         ).update(status=RecipientStatus.FAILED, error=INTERRUPTED)
@@ -299,10 +312,56 @@ def send_campaign_batch(*, campaign_id: int) -> dict[str, Any]:
     if status != CampaignStatus.SENDING:  # paused or cancelled during the batch
         return stop_chain(campaign_id, result)
     delay = next_delay(campaign, counts["sent"] + counts["failed"], time.monotonic() - started)
+    result["helpers"] = start_helpers(campaign, remaining)
     job_id = requeue_self(JOB, f"campaign-{campaign_id}", delay, campaign_id=campaign_id)
     EmailCampaign.objects.filter(pk=campaign_id).update(job_id=job_id)
     result["next_delay_seconds"] = round(delay or 0, 1)
     return result
+
+
+def helper_keys(campaign_id: int) -> list[str]:
+    return [f"campaign-{campaign_id}-helper-{slot}" for slot in range(1, settings.EMAIL_CAMPAIGN_PARALLEL_BATCHES)]
+
+
+def start_helpers(campaign: EmailCampaign, pending: int) -> list[str]:
+    """Queue one `email-campaign.helper` per free slot of EMAIL_CAMPAIGN_PARALLEL_BATCHES
+    (deduplicated per slot), so that other `bulk` workers send batches alongside the
+    chain. Only with more than a batch pending, and only when the campaign is not paced
+    even at that many batches at once (messages_per_hour needs no pause between them):
+    a paced campaign is sent by the chain alone."""
+    parallel = settings.EMAIL_CAMPAIGN_PARALLEL_BATCHES
+    if parallel < 2 or pending <= campaign.batch_size:
+        return []
+    if next_delay(campaign, campaign.batch_size * parallel, 0) is not None:  # paced: the chain alone
+        return []
+    return [enqueue(HELPER, dedup_key=key, campaign_id=campaign.pk) for key in helper_keys(campaign.pk)]
+
+
+def helpers_done(campaign_id: int, wait: float) -> bool:
+    """Whether no helper of the campaign is queued or running, waiting up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while any(job_active(HELPER, key) for key in helper_keys(campaign_id)):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def send_campaign_helper_batch(*, campaign_id: int) -> dict[str, Any]:
+    """email-campaign.helper: one batch of a SENDING campaign alongside its chain. It
+    claims like the chain (the two never take the same rows), never queues another run
+    and never completes the campaign: the chain's last run waits for it, then completes.
+    A delivery error fails it after its rows are settled (unsent ones PENDING again, for
+    the chain); pausing, cancelling or a critical reputation stop it before it sends."""
+    now = timezone.now()
+    campaign = EmailCampaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        raise JobInputError(f"Campaign {campaign_id} does not exist.")
+    if campaign.status != CampaignStatus.SENDING or latest_is_critical():
+        return {"campaign_id": campaign_id, "status": campaign.status, "stopped": True}
+    counts = send_batch(campaign, now)
+    totals = services.refresh_counters(campaign_id)
+    return {"campaign_id": campaign_id, **counts, "pending": totals[RecipientStatus.PENDING]}
 
 
 def record_campaign_failure(kwargs: dict[str, Any], error: str, job_id: str) -> None:

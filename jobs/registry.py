@@ -474,6 +474,15 @@ JOBS: dict[str, JobSpec] = _table(
         on_failure="jobs.campaigns.record_campaign_failure",
     ),
     JobSpec(
+        name="email-campaign.helper",
+        path="jobs.campaigns.send_campaign_helper_batch",
+        queue="bulk",
+        description="Send one more batch of a running campaign alongside its email-campaign chain "
+        "(EMAIL_CAMPAIGN_PARALLEL_BATCHES); no retries: the chain sends whatever it leaves.",
+        timeout=1800,
+        result_ttl=DAY,
+    ),
+    JobSpec(
         name="email-digest",
         path="jobs.email_digest.send_email_digests",
         queue="scheduled",

@@ -237,6 +237,9 @@ API_URL = env_url("API_URL", "http://localhost:8000", ("http", "https")).rstrip(
 # Messages sent over one SMTP connection before it is reopened; also the size of the
 # batches in which a job claims recipients, so a crash repeats at most one batch.
 EMAIL_BATCH_SIZE = env_int("EMAIL_BATCH_SIZE", 200, minimum=1)
+# Batch jobs of one campaign that may run at once, on as many `bulk` workers: the chain's
+# job and up to N - 1 `email-campaign.helper` jobs (1: the chain alone).
+EMAIL_CAMPAIGN_PARALLEL_BATCHES = env_int("EMAIL_CAMPAIGN_PARALLEL_BATCHES", 1, minimum=1)
 # SMTP connections one batch is sent over at once (a thread each; 25+ messages each).
 EMAIL_SEND_CONNECTIONS = env_int("EMAIL_SEND_CONNECTIONS", 4, minimum=1)
 # Pending immediate notification emails one notification-delivery flush takes (it

@@ -35,7 +35,7 @@ CAMPAIGN_TEMPLATES: dict[str, tuple[str, ...]] = {
     "campaign_announcement": ("headline", "body"),
     "campaign_newsletter": ("intro", "items"),
 }
-MAX_MESSAGES_PER_HOUR = 1_000_000
+MAX_MESSAGES_PER_HOUR = 10_000_000  # 2,778 a second; EMAIL_RATE_LIMIT_PER_SECOND caps every send anyway
 MAX_BATCH_SIZE = 1000
 
 
