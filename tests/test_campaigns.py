@@ -277,7 +277,7 @@ def test_recipients_a_killed_worker_left_claimed_are_settled_from_the_send_journ
     """A SIGKILLed worker leaves its batch SENDING. The next run of the chain settles them
     from the send journal: accepted -> SENT, attempted -> FAILED in doubt, never
     attempted -> sent now. Nobody twice, nobody lost."""
-    from yesgoddess.notifications.fanout import ACCEPTED, ATTEMPTED, _journal
+    from yesgoddess.notifications.fanout import ACCEPTED, ATTEMPTED, _journal_name, _write_journal
 
     emails = [f"k{i}@example.com" for i in range(6)]
     campaign = make_campaign(emails, batch_size=10)
@@ -287,9 +287,9 @@ def test_recipients_a_killed_worker_left_claimed_are_settled_from_the_send_journ
     campaign.recipients.filter(pk__in=[r.pk for r in rows[:3]]).update(
         status=RecipientStatus.SENDING, claimed_at=long_ago
     )
-    _journal(ATTEMPTED, f"campaign-recipient:{rows[0].pk}")
-    _journal(ACCEPTED, f"campaign-recipient:{rows[0].pk}")  # went out before the kill
-    _journal(ATTEMPTED, f"campaign-recipient:{rows[1].pk}")  # on the wire at the kill
+    _write_journal([_journal_name(ATTEMPTED, f"campaign-recipient:{rows[0].pk}")])
+    _write_journal([_journal_name(ACCEPTED, f"campaign-recipient:{rows[0].pk}")])  # went out before the kill
+    _write_journal([_journal_name(ATTEMPTED, f"campaign-recipient:{rows[1].pk}")])  # on the wire at the kill
     # rows[2]: claimed, never attempted
 
     results = run_chain(campaign.pk)

@@ -220,6 +220,7 @@ def _send_lane(
     accepted: set[int] = set()
     size = settings.EMAIL_BATCH_SIZE
     connection, attempts = None, 0
+    unwritten: list[str] = []  # journal acceptances that go out with the next write
     try:
         for position, index in enumerate(lane):
             leader = follows[index] if follows is not None else None
@@ -239,7 +240,8 @@ def _send_lane(
             attempts += 1
             key = getattr(messages[index], "journal_key", None)
             if key:
-                _journal(ATTEMPTED, key)
+                _write_journal([*unwritten, _journal_name(ATTEMPTED, key)])
+                unwritten.clear()
             try:
                 ok = bool(connection.send_messages([messages[index]]))
             except REFUSED as exc:
@@ -255,11 +257,13 @@ def _send_lane(
                 if ok:
                     accepted.add(index)
                     if key:
-                        _journal(ACCEPTED, key)
+                        unwritten.append(_journal_name(ACCEPTED, key))
             if attempts == size:  # one connection per EMAIL_BATCH_SIZE messages
                 _close(connection)
                 connection, attempts = None, 0
     finally:
+        if unwritten:
+            _write_journal(unwritten)
         if connection is not None:
             _close(connection)
     return result
@@ -269,15 +273,26 @@ def _send_lane(
 # a lost machine) in the claimed state. A message built with `journal_key` set leaves two
 # Redis keys: one before the attempt, one when the server accepted it. Recovery reads
 # them: accepted -> it went out; attempted only -> in doubt; neither -> never attempted,
-# safe to send. Two round trips to Redis per message; the keys expire after a week.
+# safe to send. One round trip per message: an acceptance is written together with the
+# next message's attempt (or when the run ends), so a worker killed in that instant
+# leaves an accepted message in doubt: reported as possibly lost, never sent twice. The
+# keys expire after a week.
 ATTEMPTED, ACCEPTED = "attempted", "accepted"
 JOURNAL_TTL = 7 * 24 * 3600
 
 
-def _journal(state: str, key: str) -> None:
+def _journal_name(state: str, key: str) -> str:
+    return f"fanout:{state}:{key}"
+
+
+def _write_journal(names: list[str]) -> None:
+    """Set the journal keys `names` (one round trip)."""
     from jobs.api import redis_connection
 
-    redis_connection().set(f"fanout:{state}:{key}", 1, ex=JOURNAL_TTL)
+    with redis_connection().pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.set(name, 1, ex=JOURNAL_TTL)
+        pipe.execute()
 
 
 def journal_outcomes(keys: Sequence[str]) -> dict[str, str]:
