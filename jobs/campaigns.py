@@ -87,11 +87,16 @@ def requeue_self(name: str, dedup_key: str, delay: float | None, **kwargs: Any) 
     return enqueue(name, dedup_key=dedup_key, delay=delay, **kwargs)
 
 
+def requeue_chain(campaign_id: int, delay: float | None) -> str:
+    """Queue the campaign chain's next run (after `delay` seconds)."""
+    return requeue_self(JOB, services.chain_key(campaign_id), delay, campaign_id=campaign_id)
+
+
 def stop_chain(campaign_id: int, result: dict[str, Any]) -> dict[str, Any]:
     """End the chain here (paused, cancelled, done): release this run's dedup marker, then
     look once more. A resume that came in meanwhile found this run still active and so
     queued nothing; the chain then goes on from here instead of stalling."""
-    key = f"campaign-{campaign_id}"
+    key = services.chain_key(campaign_id)
     release_own_dedup(JOB, key)
     status = EmailCampaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
     if status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
@@ -264,7 +269,7 @@ def send_campaign_batch(*, campaign_id: int) -> dict[str, Any]:
         and campaign.scheduled_send_time is not None
         and (wait := (campaign.scheduled_send_time - now).total_seconds()) >= 1
     ):  # run early (by hand): wait for the scheduled time
-        job_id = requeue_self(JOB, f"campaign-{campaign_id}", wait, campaign_id=campaign_id)
+        job_id = requeue_chain(campaign_id, wait)
         return {"campaign_id": campaign_id, "status": campaign.status, "waiting_seconds": round(wait), "next": job_id}
     campaign = start(campaign, now)
     if campaign.status != CampaignStatus.SENDING:
@@ -288,7 +293,7 @@ def send_campaign_batch(*, campaign_id: int) -> dict[str, Any]:
     if remaining == 0:
         if not helpers_done(campaign_id, HELPER_WAIT):  # their batches are still going out
             result["status"] = CampaignStatus.SENDING
-            result["next"] = requeue_self(JOB, f"campaign-{campaign_id}", HELPER_RECHECK, campaign_id=campaign_id)
+            result["next"] = requeue_chain(campaign_id, HELPER_RECHECK)
             result["waiting_for_helpers"] = True
             return result
         # Rows still SENDING were claimed by an earlier run that died mid-send (no other
@@ -313,14 +318,15 @@ def send_campaign_batch(*, campaign_id: int) -> dict[str, Any]:
         return stop_chain(campaign_id, result)
     delay = next_delay(campaign, counts["sent"] + counts["failed"], time.monotonic() - started)
     result["helpers"] = start_helpers(campaign, remaining)
-    job_id = requeue_self(JOB, f"campaign-{campaign_id}", delay, campaign_id=campaign_id)
+    job_id = requeue_chain(campaign_id, delay)
     EmailCampaign.objects.filter(pk=campaign_id).update(job_id=job_id)
     result["next_delay_seconds"] = round(delay or 0, 1)
     return result
 
 
 def helper_keys(campaign_id: int) -> list[str]:
-    return [f"campaign-{campaign_id}-helper-{slot}" for slot in range(1, settings.EMAIL_CAMPAIGN_PARALLEL_BATCHES)]
+    chain = services.chain_key(campaign_id)
+    return [f"{chain}-helper-{slot}" for slot in range(1, settings.EMAIL_CAMPAIGN_PARALLEL_BATCHES)]
 
 
 def start_helpers(campaign: EmailCampaign, pending: int) -> list[str]:

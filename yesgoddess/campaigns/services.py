@@ -264,8 +264,13 @@ def _delay(campaign: EmailCampaign, now: datetime) -> float | None:
     return None
 
 
+def chain_key(campaign_id: int) -> str:
+    """The dedup key of a campaign's `email-campaign` chain (one chain per campaign)."""
+    return f"campaign-{campaign_id}"
+
+
 def _enqueue(campaign: EmailCampaign, now: datetime) -> str:
-    job_id = enqueue(JOB, dedup_key=f"campaign-{campaign.pk}", delay=_delay(campaign, now), campaign_id=campaign.pk)
+    job_id = enqueue(JOB, dedup_key=chain_key(campaign.pk), delay=_delay(campaign, now), campaign_id=campaign.pk)
     campaign.job_id = job_id
     EmailCampaign.objects.filter(pk=campaign.pk).update(job_id=job_id)
     return job_id
