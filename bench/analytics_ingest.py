@@ -206,16 +206,15 @@ def one_job_per_event():
     from django.db import transaction
 
     from jobs.api import enqueue
-    from yesgoddess.analytics.ingest import insert_events, remember_sessions
-    from yesgoddess.analytics.models import Event
+    from yesgoddess.analytics.ingest import NewEvent, insert_events, remember_sessions
 
-    def record_events(events: list[Event]) -> list[int]:
+    def record_events(events: list[NewEvent]) -> list[int]:
         remember_sessions(events)
         with transaction.atomic():
             insert_events(events)
             for event in events:
-                enqueue("analytics-jobs.enrich-event", event_id=event.pk)
-        return [event.pk for event in events]
+                enqueue("analytics-jobs.enrich-event", event_id=event.id)
+        return [event.id for event in events]
 
     return record_events
 

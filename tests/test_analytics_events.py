@@ -103,6 +103,27 @@ def test_an_event_is_recorded_pending_and_one_flush_is_queued(api, user):
     assert [job.meta["job_name"] for job in jobs] == [FLUSH_JOB]
 
 
+def test_props_are_stored_as_posted_with_the_header_user_agent_added(api):
+    """The props' JSON text is spliced into the INSERT as validated: check what arrives."""
+    posted = [
+        {"event_type": "a", "source": "web"},
+        {"event_type": "b", "source": "web", "props": {}},
+        {"event_type": "c", "source": "web", "props": {"title": 'café ✓ "q" \\ 😀', "n": [1, 2.5, None, True]}},
+        {"event_type": "d", "source": "web", "props": {"userAgent": DESKTOP, "k": {"x": "y"}}},
+    ]
+    response = api({"events": posted}, HTTP_USER_AGENT=IPHONE)
+    assert response.status_code == 202, response.content
+    stored = {e.event_type: e.props_json for e in Event.objects.filter(pk__in=response.json()["ids"])}
+    assert stored == {
+        "a": {"userAgent": IPHONE},
+        "b": {"userAgent": IPHONE},
+        "c": {"title": 'café ✓ "q" \\ 😀', "n": [1, 2.5, None, True], "userAgent": IPHONE},
+        "d": {"userAgent": DESKTOP, "k": {"x": "y"}},
+    }
+    # the ids come back in the order of the events
+    assert [Event.objects.get(pk=pk).event_type for pk in response.json()["ids"]] == ["a", "b", "c", "d"]
+
+
 def test_many_events_queue_a_single_flush_job(api):
     for n in range(25):
         assert api({"event_type": "page_viewed", "source": "web", "props": {"n": n}}).status_code == 202
