@@ -531,3 +531,28 @@ def test_a_session_keeps_its_first_context_and_each_batch_renews_its_lifetime(ap
     assert stored["referrer"] == "https://first.example/" and stored["utmSource"] == "news"
     assert enrichment.SESSION_TTL - 5 <= conn.ttl(key) <= enrichment.SESSION_TTL
     assert json.loads(conn.get(enrichment.SESSION_KEY.format("k2")))["sessionStartTime"]
+
+
+def test_the_partial_reference_indexes_serve_lookups_by_id():
+    """The (reference, occurred_at) indexes hold only events that have the reference, and
+    a lookup by one id still uses them."""
+    license = make_license()
+    add_pending(3, license=license)
+    add_pending(2)
+    query = Event.objects.filter(license=license).order_by("occurred_at")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {query.query}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events' AND indexname IN "
+            "('event_license_occurred_idx', 'event_asset_occurred_idx', 'event_project_occurred_idx', "
+            "'event_post_occurred_idx')"
+        )
+        definitions = dict(cursor.fetchall())
+    assert "event_license_occurred_idx" in plan, plan
+    assert list(query.values_list("license_id", flat=True)) == [license.pk] * 3
+    assert len(definitions) == 4
+    for name, definition in definitions.items():
+        assert definition.endswith("IS NOT NULL)"), (name, definition)

@@ -32,9 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -53,10 +53,7 @@ FLUSH_MARKER = "analytics:enrich:flush-queued"
 SESSION_KEY = "session:{}"
 SESSION_TTL = 3600  # seconds (spec C §4.10)
 UTM_KEYS = ("utmSource", "utmMedium", "utmCampaign", "utmTerm", "utmContent")
-ENRICHMENT_KEYS = ("device", "browser", "os", "session", "campaign", "asset_snapshot", "license_snapshot")
 MAX_USER_AGENT = 1000  # characters parsed (longer ones are cut)
-
-EVENT_COLUMNS = "id, occurred_at, ip_asset_id, license_id, session_id, props_json"
 
 
 class PoisonEvent(ValueError):
@@ -152,35 +149,40 @@ def parse_user_agent(user_agent: str) -> dict[str, dict[str, str | None]]:
 
 # --- one event --------------------------------------------------------------------------
 
+# What a flush reads of an event. Not its props: the enrichment needs only their user agent,
+# and their whole text only when it refuses them (not an object, a userAgent that is not a
+# string), to say why. The time comes as integer microseconds since the epoch.
+EVENT_COLUMNS = """id, (extract(epoch FROM occurred_at) * 1000000)::bigint, ip_asset_id, license_id, session_id,
+  props_json->>'userAgent',
+  CASE WHEN jsonb_typeof(props_json) <> 'object' OR jsonb_typeof(props_json->'userAgent') NOT IN ('string', 'null')
+    THEN props_json END"""
 
-@dataclass
+
+@dataclass(slots=True)
 class EventRow:
     id: int
-    occurred_at: datetime
+    occurred_us: int  # microseconds since the epoch
     ip_asset_id: int | None
     license_id: int | None
     session_id: str | None
-    props: Any
+    user_agent: str | None
+    refused_props: str | None = None  # the props' JSON text, when the enrichment refuses them
 
 
-@dataclass
-class AttributionRow:
-    event_id: int
-    values: dict[str, str | None] = field(default_factory=dict)
-
-    COLUMNS = (
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "referrer",
-        "landing_page",
-        "device_type",
-        "browser",
-        "os",
-    )
-    LIMITS = {"device_type": 50, "browser": 100, "os": 100, "referrer": 4000, "landing_page": 4000}
+ATTRIBUTION_COLUMNS = (
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "referrer",
+    "landing_page",
+    "device_type",
+    "browser",
+    "os",
+)
+ATTRIBUTION_LIMITS = {"device_type": 50, "browser": 100, "os": 100, "referrer": 4000, "landing_page": 4000}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _text(value: Any, limit: int = 255) -> str | None:
@@ -241,68 +243,136 @@ def license_snapshot(license: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def enrich_one(
-    event: EventRow,
-    *,
-    assets: dict[int, dict[str, Any]],
-    licenses: dict[int, dict[str, Any]],
-    sessions: dict[str, dict[str, Any]],
-) -> tuple[dict[str, Any], AttributionRow | None]:
-    """The keys to merge into the event's props and its attribution row (or None).
-    `assets` and `licenses` hold the snapshots by id (made once per batch and shared by
-    its events).
+# One encoder for every call: json.dumps with options builds a new one each time.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
-    Raises PoisonEvent for data that can never be enriched."""
-    props = event.props
+
+def refusal(props_text: str) -> str:
+    """Why the enrichment refuses these props (EVENT_COLUMNS sends only such props)."""
+    props = json.loads(props_text)
     if not isinstance(props, dict):
-        raise PoisonEvent(f"props_json is a JSON {type(props).__name__}, not an object")
-    extra: dict[str, Any] = {}
-    attribution = AttributionRow(event.id)
+        return f"props_json is a JSON {type(props).__name__}, not an object"
+    return f"props_json.userAgent is a JSON {type(props.get('userAgent')).__name__}, not a string"
 
-    user_agent = props.get("userAgent")
-    if user_agent is not None and not isinstance(user_agent, str):
-        raise PoisonEvent(f"props_json.userAgent is a JSON {type(user_agent).__name__}, not a string")
-    if user_agent and user_agent.strip():
-        parsed = parse_user_agent(user_agent.replace("\x00", ""))
-        extra.update(parsed)
-        attribution.values.update(
-            device_type=parsed["device"]["type"], browser=parsed["browser"]["name"], os=parsed["os"]["name"]
-        )
 
-    session = sessions.get(event.session_id) if event.session_id else None
-    if session is not None:
-        start = _session_start(session.get("sessionStartTime"))
-        duration = None
-        if start is not None:
-            duration = max(0, round((event.occurred_at - start).total_seconds() * 1000))
-        referrer = _text(session.get("referrer"), 4000)
-        extra["session"] = {"startTime": _iso(start), "durationMs": duration, "referrer": referrer}
-        campaign = {key[3:].lower(): _text(session.get(key)) for key in UTM_KEYS}
-        extra["campaign"] = campaign
-        landing_page = _text(session.get("landingPage"), 4000)
+@lru_cache(maxsize=4096)
+def user_agent_part(user_agent: str) -> tuple[str, tuple[tuple[str, str | None], ...]]:
+    """The JSON members `"device":…,"browser":…,"os":…` of a user agent and its attribution
+    values (device_type, browser, os): both the same for every event with that agent."""
+    parsed = parse_user_agent(user_agent)
+    values = (
+        ("device_type", parsed["device"]["type"]),
+        ("browser", parsed["browser"]["name"]),
+        ("os", parsed["os"]["name"]),
+    )
+    return _dumps(parsed)[1:-1], values
+
+
+@dataclass(slots=True)
+class SessionPart:
+    """What a session brings to each of its events, encoded once per batch: the members
+    `"session":{…},"campaign":{…}` around the event's own duration, and attribution values."""
+
+    start_us: int | None
+    head: str  # '"session":{"startTime":…,"durationMs":'
+    tail: str  # ',"referrer":…},"campaign":{…}'
+    attribution: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def of(cls, context: dict[str, Any]) -> SessionPart:
+        start = _session_start(context.get("sessionStartTime"))
+        referrer = _text(context.get("referrer"), 4000)
+        campaign = {key[3:].lower(): _text(context.get(key)) for key in UTM_KEYS}
+        landing_page = _text(context.get("landingPage"), 4000)
+        attribution: tuple[tuple[str, str | None], ...] = ()
         # The spec writes attribution only for utm source/medium/campaign; the referrer
         # alone is kept too, or the post metrics could never see a referral.
         if any(campaign[k] for k in ("source", "medium", "campaign")) or referrer or landing_page:
-            attribution.values.update(
-                {f"utm_{key}": value for key, value in campaign.items()}, referrer=referrer, landing_page=landing_page
+            attribution = (
+                *((f"utm_{key}", value) for key, value in campaign.items()),
+                ("referrer", referrer),
+                ("landing_page", landing_page),
             )
+        return cls(
+            start_us=None if start is None else (start - EPOCH) // timedelta(microseconds=1),
+            head=f'"session":{{"startTime":{_dumps(_iso(start))},"durationMs":',
+            tail=f',"referrer":{_dumps(referrer)}}},"campaign":{_dumps(campaign)}',
+            attribution=attribution,
+        )
 
+    def members(self, occurred_us: int) -> str:
+        if self.start_us is None:
+            return f"{self.head}null{self.tail}"
+        return f"{self.head}{max(0, round((occurred_us - self.start_us) / 1000))}{self.tail}"
+
+
+class BatchParts:
+    """The JSON text of everything the events of one batch share (snapshots, sessions,
+    user agents, attribution rows), each encoded once: per event, the enrichment only
+    joins pieces of text."""
+
+    def __init__(
+        self, assets: dict[int, dict[str, Any]], licenses: dict[int, dict[str, Any]], sessions: dict[str, Any]
+    ) -> None:
+        self.assets = {pk: f'"asset_snapshot":{_dumps(snapshot)}' for pk, snapshot in assets.items()}
+        self.licenses = {pk: f'"license_snapshot":{_dumps(snapshot)}' for pk, snapshot in licenses.items()}
+        self.contexts = sessions
+        self.sessions: dict[str, SessionPart] = {}
+        self.attributions: dict[tuple, str | None] = {}
+
+    def session(self, session_id: str | None) -> SessionPart | None:
+        if not session_id or session_id not in self.contexts:
+            return None
+        part = self.sessions.get(session_id)
+        if part is None:
+            part = self.sessions[session_id] = SessionPart.of(self.contexts[session_id])
+        return part
+
+    def attribution(self, agent: tuple | None, session: SessionPart | None) -> str | None:
+        """The attribution columns as JSON members (after `"event_id":N,`), or None when
+        the event has nothing to attribute."""
+        key = (agent, session and session.attribution)
+        if key not in self.attributions:
+            values = dict(agent or ())
+            values.update(session.attribution if session else ())
+            self.attributions[key] = (
+                _dumps({c: _text(values.get(c), ATTRIBUTION_LIMITS.get(c, 255)) for c in ATTRIBUTION_COLUMNS})[1:]
+                if values
+                else None
+            )
+        return self.attributions[key]
+
+
+def enrich_one(event: EventRow, parts: BatchParts) -> tuple[str | None, str | None]:
+    """The JSON text of the keys to merge into the event's props (or None) and of its
+    attribution columns (or None).
+
+    Raises PoisonEvent for data that can never be enriched."""
+    if event.refused_props is not None:
+        raise PoisonEvent(refusal(event.refused_props))
+    members = []
+    agent = None
+    user_agent = event.user_agent
+    if user_agent and user_agent.strip():
+        text, agent = user_agent_part(user_agent.replace("\x00", ""))
+        members.append(text)
+    session = parts.session(event.session_id)
+    if session is not None:
+        members.append(session.members(event.occurred_us))
     if event.ip_asset_id is not None:
-        asset = assets.get(event.ip_asset_id)
+        asset = parts.assets.get(event.ip_asset_id)
         if asset is None:
             log.warning("enrich event %s: asset %s not found", event.id, event.ip_asset_id)
         else:
-            extra["asset_snapshot"] = asset
+            members.append(asset)
     if event.license_id is not None:
-        license = licenses.get(event.license_id)
+        license = parts.licenses.get(event.license_id)
         if license is None:
             log.warning("enrich event %s: license %s not found", event.id, event.license_id)
         else:
-            extra["license_snapshot"] = license
-
-    # Never overwrite: keys the event already has stay as they are.
-    extra = {key: value for key, value in extra.items() if key not in props}
-    return extra, attribution if attribution.values else None
+            members.append(license)
+    extra = "{" + ",".join(members) + "}" if members else None
+    return extra, parts.attribution(agent, session)
 
 
 # --- a batch ----------------------------------------------------------------------------
@@ -345,15 +415,6 @@ def _load_sessions(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     return sessions
 
 
-def _rows(cursor_rows: Sequence[tuple]) -> list[EventRow]:
-    rows = []
-    for event_id, occurred_at, asset_id, license_id, session_id, props in cursor_rows:
-        if isinstance(props, str):  # Django's cursors return jsonb as its text
-            props = json.loads(props)
-        rows.append(EventRow(event_id, occurred_at, asset_id, license_id, session_id, props))
-    return rows
-
-
 ASSET_FIELDS = ("id", "title", "type", "status", "project_id", "created_by_id", "created_at")
 LICENSE_FIELDS = (
     "id",
@@ -371,13 +432,14 @@ LICENSE_FIELDS = (
 # The batch travels as one JSON document per statement (jsonb_to_recordset): one string
 # to send, none of the per-element escaping of text and jsonb arrays.
 UPSERT_ATTRIBUTION = f"""
-INSERT INTO attribution (event_id, {", ".join(AttributionRow.COLUMNS)}, created_at)
-SELECT v.event_id, {", ".join(f"v.{c}" for c in AttributionRow.COLUMNS)}, %s
-FROM jsonb_to_recordset(%s::jsonb) AS v(event_id bigint, {", ".join(f"{c} text" for c in AttributionRow.COLUMNS)})
+INSERT INTO attribution (event_id, {", ".join(ATTRIBUTION_COLUMNS)}, created_at)
+SELECT v.event_id, {", ".join(f"v.{c}" for c in ATTRIBUTION_COLUMNS)}, %s
+FROM jsonb_to_recordset(%s::jsonb) AS v(event_id bigint, {", ".join(f"{c} text" for c in ATTRIBUTION_COLUMNS)})
 ON CONFLICT (event_id) DO UPDATE SET
-  {", ".join(f"{c} = COALESCE(EXCLUDED.{c}, attribution.{c})" for c in AttributionRow.COLUMNS)}
+  {", ".join(f"{c} = COALESCE(EXCLUDED.{c}, attribution.{c})" for c in ATTRIBUTION_COLUMNS)}
 """
 
+# `v.extra || e.props_json`: a key the event already has wins, so nothing is overwritten.
 MARK_EVENTS = """
 UPDATE events e SET
   props_json = CASE WHEN v.extra IS NULL THEN e.props_json ELSE v.extra || e.props_json END,
@@ -388,56 +450,24 @@ FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, extra jsonb, error text)
 WHERE e.id = v.id
 """
 
-Update = tuple[int, dict[str, Any] | None, str | None]  # (event id, keys to merge, error)
+Update = tuple[int, str | None, str | None]  # (event id, JSON text of the keys to merge, error)
+AttributionText = tuple[int, str]  # (event id, JSON members of its attribution columns)
 
 
-# One encoder for every call: json.dumps with options builds a new one each time.
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def _write(cursor, now: datetime, updates: list[Update], attributions: list[AttributionRow]) -> None:
+def _write(cursor, now: datetime, updates: list[Update], attributions: list[AttributionText]) -> None:
     if attributions:
-        rows = []
-        for row in attributions:
-            values = {"event_id": row.event_id}
-            for column in AttributionRow.COLUMNS:
-                values[column] = _text(row.values.get(column), AttributionRow.LIMITS.get(column, 255))
-            rows.append(values)
-        cursor.execute(UPSERT_ATTRIBUTION, [now, _dumps(rows)])
+        rows = ",".join(f'{{"event_id":{int(event_id)},{columns}' for event_id, columns in attributions)
+        cursor.execute(UPSERT_ATTRIBUTION, [now, f"[{rows}]"])
     if updates:
-        cursor.execute(MARK_EVENTS, [now, _encode_updates(updates)])
+        rows = ",".join(
+            f'{{"id":{int(event_id)},"extra":{extra or "null"},"error":{_dumps(error)}}}'
+            for event_id, extra, error in updates
+        )
+        cursor.execute(MARK_EVENTS, [now, f"[{rows}]"])
 
 
-def _encode_updates(updates: list[Update]) -> str:
-    """The JSON document of MARK_EVENTS: `[{"id", "extra", "error"}, ...]` (the keys of
-    `extra` are ENRICHMENT_KEYS: plain names, quoted as they are).
-
-    The events of a batch share most of their values (the snapshot of one asset, the
-    parsed user agent): each shared object is encoded once and its text reused (keyed by
-    identity: every object stays alive, held by `updates`, while this runs)."""
-    encoded: dict[int, str] = {}
-
-    def fragment(value: Any) -> str:
-        if not isinstance(value, dict):
-            return _dumps(value)
-        text = encoded.get(id(value))
-        if text is None:
-            text = encoded[id(value)] = _dumps(value)
-        return text
-
-    parts = []
-    for event_id, extra, error in updates:
-        extra_text = "null" if extra is None else "{" + ",".join(f'"{k}":{fragment(v)}' for k, v in extra.items()) + "}"
-        parts.append(f'{{"id":{int(event_id)},"extra":{extra_text},"error":{_dumps(error)}}}')
-    return "[" + ",".join(parts) + "]"
-
-
-def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResult:
-    """Enrich `rows` (already locked by the caller's transaction) and mark them."""
-    now = now or timezone.now()
-    result = BatchResult(selected=len(rows))
-    if not rows:
-        return result
+def _snapshots(rows: list[EventRow], now: datetime) -> tuple[dict[int, dict], dict[int, dict]]:
+    """The snapshots of the batch's assets and licenses, by id (one query each)."""
     asset_ids = {row.ip_asset_id for row in rows if row.ip_asset_id is not None}
     license_ids = {row.license_id for row in rows if row.license_id is not None}
     assets = (
@@ -453,13 +483,22 @@ def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResul
         if license_ids
         else {}
     )
-    sessions = _load_sessions(row.session_id for row in rows if row.session_id)
+    return assets, licenses
+
+
+def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResult:
+    """Enrich `rows` (already locked by the caller's transaction) and mark them."""
+    now = now or timezone.now()
+    result = BatchResult(selected=len(rows))
+    if not rows:
+        return result
+    parts = BatchParts(*_snapshots(rows, now), _load_sessions(row.session_id for row in rows if row.session_id))
 
     updates: list[Update] = []
-    attributions: list[AttributionRow] = []
+    attributions: list[AttributionText] = []
     for row in rows:
         try:
-            extra, attribution = enrich_one(row, assets=assets, licenses=licenses, sessions=sessions)
+            extra, attribution = enrich_one(row, parts)
         except PoisonEvent as exc:
             updates.append((row.id, None, str(exc)))
             result.errors[row.id] = str(exc)
@@ -469,9 +508,9 @@ def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResul
             updates.append((row.id, None, f"{type(exc).__name__}: {exc}"[:2000]))
             result.errors[row.id] = f"{type(exc).__name__}: {exc}"
             continue
-        updates.append((row.id, extra or None, None))
+        updates.append((row.id, extra, None))
         if attribution is not None:
-            attributions.append(attribution)
+            attributions.append((row.id, attribution))
 
     with connection.cursor() as cursor:
         try:
@@ -482,19 +521,19 @@ def enrich_rows(rows: list[EventRow], now: datetime | None = None) -> BatchResul
             _write_one_by_one(cursor, now, updates, attributions, result)
     result.failed = len(result.errors)
     result.enriched = len(rows) - result.failed
-    result.attributions = len([a for a in attributions if a.event_id not in result.errors])
+    result.attributions = len([1 for event_id, _ in attributions if event_id not in result.errors])
     return result
 
 
 def _write_one_by_one(
-    cursor, now: datetime, updates: list[Update], attributions: list[AttributionRow], result: BatchResult
+    cursor, now: datetime, updates: list[Update], attributions: list[AttributionText], result: BatchResult
 ) -> None:
-    by_event = {row.event_id: row for row in attributions}
+    by_event = dict(attributions)
     for event_id, extra, error in updates:
         try:
             with transaction.atomic():
-                attribution = by_event.get(event_id)
-                _write(cursor, now, [(event_id, extra, error)], [attribution] if attribution else [])
+                columns = by_event.get(event_id)
+                _write(cursor, now, [(event_id, extra, error)], [(event_id, columns)] if columns else [])
         except DatabaseError as exc:
             reason = f"database refused the enrichment: {exc}".strip()[:2000]
             result.errors[event_id] = reason
@@ -509,7 +548,7 @@ def select_pending(batch: int) -> list[EventRow]:
             f"SELECT {EVENT_COLUMNS} FROM events WHERE enrich_pending ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
             [batch],
         )
-        return _rows(cursor.fetchall())
+        return [EventRow(*row) for row in cursor.fetchall()]
 
 
 def more_pending_than(count: int) -> bool:
@@ -541,7 +580,7 @@ def enrich_event_by_id(event_id: int) -> BatchResult | None:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %s FOR UPDATE", [event_id])
-            rows = _rows(cursor.fetchall())
+            rows = [EventRow(*row) for row in cursor.fetchall()]
         if not rows:
             return None
         return enrich_rows(rows)
