@@ -204,10 +204,13 @@ def _session_start(value: Any) -> datetime | None:
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str):
-        try:
-            parsed = parse_datetime(value)
+        try:  # fromisoformat reads what the ingest writes, several times faster
+            parsed = datetime.fromisoformat(value)
         except ValueError:
-            return None
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:
+                return None
         if parsed is not None and timezone.is_naive(parsed):
             parsed = parsed.replace(tzinfo=UTC)
         return parsed
@@ -268,7 +271,7 @@ def user_agent_part(user_agent: str) -> tuple[str, tuple[tuple[str, str | None],
     return _dumps(parsed)[1:-1], values
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class SessionPart:
     """What a session brings to each of its events, encoded once per batch: the members
     `"session":{…},"campaign":{…}` around the event's own duration, and attribution values."""
@@ -312,21 +315,18 @@ class BatchParts:
     joins pieces of text."""
 
     def __init__(
-        self, assets: dict[int, dict[str, Any]], licenses: dict[int, dict[str, Any]], sessions: dict[str, Any]
+        self,
+        assets: dict[int, dict[str, Any]],
+        licenses: dict[int, dict[str, Any]],
+        sessions: dict[str, SessionPart],
     ) -> None:
         self.assets = {pk: f'"asset_snapshot":{_dumps(snapshot)}' for pk, snapshot in assets.items()}
         self.licenses = {pk: f'"license_snapshot":{_dumps(snapshot)}' for pk, snapshot in licenses.items()}
-        self.contexts = sessions
-        self.sessions: dict[str, SessionPart] = {}
+        self.sessions = sessions
         self.attributions: dict[tuple, str | None] = {}
 
     def session(self, session_id: str | None) -> SessionPart | None:
-        if not session_id or session_id not in self.contexts:
-            return None
-        part = self.sessions.get(session_id)
-        if part is None:
-            part = self.sessions[session_id] = SessionPart.of(self.contexts[session_id])
-        return part
+        return self.sessions.get(session_id) if session_id else None
 
     def attribution(self, agent: tuple | None, session: SessionPart | None) -> str | None:
         """The attribution columns as JSON members (after `"event_id":N,`), or None when
@@ -395,24 +395,35 @@ class BatchResult:
         }
 
 
-def _load_sessions(session_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+def _load_sessions(session_ids: Iterable[str]) -> dict[str, SessionPart]:
+    """What each session brings to its events (one MGET), by session id."""
     from jobs.api import redis_connection
 
     ids = sorted(set(session_ids))
     if not ids:
         return {}
-    sessions: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, SessionPart] = {}
     for session_id, raw in zip(ids, redis_connection().mget([SESSION_KEY.format(s) for s in ids]), strict=True):
         if raw is None:
             continue
-        try:
-            value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            log.warning("session %s: stored context is not JSON; ignored", session_id[:16])
-            continue
-        if isinstance(value, dict):
-            sessions[session_id] = value
+        part = session_part(raw)
+        if part is None:
+            log.warning("session %s: stored context is not a JSON object; ignored", session_id[:16])
+        else:
+            sessions[session_id] = part
     return sessions
+
+
+@lru_cache(maxsize=8192)
+def session_part(raw: bytes) -> SessionPart | None:
+    """The SessionPart of a stored session context (None if it is not a JSON object).
+    Cached by the stored text, which never changes once written (SET NX): a session's
+    events arrive over many batches, and each batch would otherwise decode it again."""
+    try:
+        context = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return SessionPart.of(context) if isinstance(context, dict) else None
 
 
 ASSET_FIELDS = ("id", "title", "type", "status", "project_id", "created_by_id", "created_at")

@@ -103,17 +103,19 @@ def _string(data: dict[str, Any], key: str, limit: int, *, required: bool = Fals
         if required:
             raise EventInputError(f"{key} is required.")
         return None
-    if not isinstance(value, str) or not value.strip():
+    stripped = value.strip() if isinstance(value, str) else ""
+    if not stripped:
         raise EventInputError(f"{key} must be a non-empty string.")
     if len(value) > limit:
         raise EventInputError(f"{key} is longer than {limit} characters.")
     if "\x00" in value:
         raise EventInputError(f"{key} contains a NUL character.")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise EventInputError(f"{key} is not valid Unicode.") from None
-    return value.strip()
+    if not value.isascii():  # only non-ASCII text can hold a lone surrogate
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise EventInputError(f"{key} is not valid Unicode.") from None
+    return stripped
 
 
 def _id(data: dict[str, Any], key: str) -> int | None:
