@@ -111,11 +111,13 @@ class Bench:
             cursor.execute("VACUUM ANALYZE events, attribution")
         self.redis.flushdb()
 
-    def pending(self) -> int:
+    def pending(self) -> bool:
+        """Whether any event is pending. Not count(*): the statistics (taken when every
+        event was pending) make that a parallel scan, ~6 ms of CPU per poll."""
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM events WHERE enrich_pending")
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM events WHERE enrich_pending)")
             return cursor.fetchone()[0]
 
     def wait_enriched(self, timeout: float = 1800) -> float:

@@ -532,6 +532,21 @@ def test_a_session_keeps_its_first_context_and_each_batch_renews_its_lifetime(ap
     assert enrichment.SESSION_TTL - 5 <= conn.ttl(key) <= enrichment.SESSION_TTL
     assert json.loads(conn.get(enrichment.SESSION_KEY.format("k2")))["sessionStartTime"]
 
+    # known and new sessions in one batch: each new one gets its own first event's context
+    third = {"referrer": "https://third.example/"}
+    body = [
+        {**base, "session_id": "k1", "props": later},
+        {**base, "session_id": "k3", "props": third},
+        {**base, "session_id": "k2", "props": later},
+        {**base, "session_id": "k4"},
+        {**base, "session_id": "k3", "props": later},
+    ]
+    assert api({"events": body}).status_code == 202
+    contexts = {k: json.loads(conn.get(enrichment.SESSION_KEY.format(k))) for k in ("k1", "k2", "k3", "k4")}
+    assert contexts["k1"]["referrer"] == "https://first.example/"
+    assert "referrer" not in contexts["k2"] and "referrer" not in contexts["k4"]
+    assert contexts["k3"]["referrer"] == "https://third.example/"
+
 
 def test_the_partial_reference_indexes_serve_lookups_by_id():
     """The (reference, occurred_at) indexes hold only events that have the reference, and

@@ -278,13 +278,22 @@ def session_context(event: NewEvent) -> dict[str, Any]:
     return context
 
 
-# Per session: write its context unless it has one, and keep it alive either way. One
-# script call for the whole batch (KEYS: the sessions; ARGV: the TTL, then a context per
-# key): hundreds of SET/EXPIRE commands cost the web process more to encode than to send.
-REMEMBER_SESSIONS = """
+# Sessions are kept in one or two script calls per request, whatever its size: hundreds
+# of SET/EXPIRE commands cost the web process more to encode than to send. The first call
+# renews every session's lifetime and names those without a context; only for those is
+# a context built and written (most events belong to a session that already has one).
+RENEW_SESSIONS = """
+local missing = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXPIRE', key, ARGV[1]) == 0 then missing[#missing + 1] = i end
+end
+return missing
+"""
+# KEYS: the new sessions; ARGV: the TTL, then a context per key. NX: a context written
+# meanwhile by another request stays (the first writer wins).
+START_SESSIONS = """
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[i + 1], 'NX', 'EX', ARGV[1])
-  redis.call('EXPIRE', key, ARGV[1])
 end
 return #KEYS
 """
@@ -292,7 +301,7 @@ return #KEYS
 
 def remember_sessions(events: list[NewEvent]) -> None:
     """The first event of a session writes its context (start, referrer, campaign);
-    every event keeps it alive for SESSION_TTL seconds. One Redis round trip."""
+    every event keeps it alive for SESSION_TTL seconds."""
     from jobs.api import redis_connection
 
     first: dict[str, NewEvent] = {}
@@ -303,14 +312,18 @@ def remember_sessions(events: list[NewEvent]) -> None:
             first[event.session_id] = event
     if not first:
         return
+    client = redis_connection()
     keys = [SESSION_KEY.format(session_id) for session_id in first]
-    contexts = [_encode(session_context(event)) for event in first.values()]
-    _session_script(redis_connection())(keys=keys, args=[SESSION_TTL, *contexts])
+    missing = _script(client, RENEW_SESSIONS)(keys=keys, args=[SESSION_TTL])
+    if missing:
+        starts = list(first.values())
+        contexts = [_encode(session_context(starts[i - 1])) for i in missing]
+        _script(client, START_SESSIONS)(keys=[keys[i - 1] for i in missing], args=[SESSION_TTL, *contexts])
 
 
-@lru_cache(maxsize=1)
-def _session_script(client: Any) -> Any:
-    return client.register_script(REMEMBER_SESSIONS)
+@lru_cache(maxsize=4)
+def _script(client: Any, source: str) -> Any:
+    return client.register_script(source)
 
 
 def record_events(events: list[NewEvent]) -> list[int]:
