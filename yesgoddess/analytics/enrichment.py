@@ -273,8 +273,9 @@ def user_agent_part(user_agent: str) -> tuple[str, tuple[tuple[str, str | None],
 
 @dataclass(slots=True, frozen=True)
 class SessionPart:
-    """What a session brings to each of its events, encoded once per batch: the members
-    `"session":{…},"campaign":{…}` around the event's own duration, and attribution values."""
+    """What a session brings to each of its events, encoded once (see `session_part`): the
+    members `"session":{…},"campaign":{…}` around the event's own duration, and the
+    session's attribution values."""
 
     start_us: int | None
     head: str  # '"session":{"startTime":…,"durationMs":'

@@ -211,11 +211,13 @@ def parse_event(data: Any, *, actor: Actor, now: datetime, user_agent: str = "")
     if staff_fields and not actor.is_staff:
         raise EventInputError(f"only staff may set {', '.join(sorted(staff_fields))}.")
     references = {key: value for key in REFERENCES if (value := _id(data, key)) is not None}
+    event_type = _string(data, "event_type", 100, required=True)
+    source = _string(data, "source", 50, required=True)
     occurred_at = _occurred_at(data, now)
     session_id = _string(data, "session_id", 128)
     columns: dict[str, Any] = {
-        "event_type": _string(data, "event_type", 100, required=True),
-        "source": _string(data, "source", 50, required=True),
+        "event_type": event_type,
+        "source": source,
         "occurred_at": occurred_at.isoformat(),
         "session_id": session_id,
         "actor_type": "user",
