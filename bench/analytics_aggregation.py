@@ -10,7 +10,7 @@ of 50,000 sessions, 5 % neither; revenue on conversions, engagement time on half
 - baseline: the statement a person would write for the same figures (same visitor rule,
   no guards against non-numeric props, no stale-row deletion, no log row), run in a
   transaction with the same `work_mem` as the job; also shown at the server default.
-- job: `jobs.analytics.aggregate_daily_metrics(date=...)` through the runtime wrapper:
+- job: `jobs.handlers.analytics.aggregate_daily_metrics(date=...)` through the runtime wrapper:
   the statement with its guards, stale-row deletion and unchanged-row skip, the log row
   and the cache invalidation.
 - Python loop: `.values_list(...).iterator()` over the day's events, figures in dicts,

@@ -51,9 +51,9 @@ class Bench:
         from django.contrib.auth import get_user_model
         from django.test import Client
 
-        from jobs.api import redis_connection
         from yesgoddess.assets.models import IpAsset
         from yesgoddess.brands.models import Brand
+        from yesgoddess.core.redis import redis_connection
         from yesgoddess.licensing.models import License
 
         self.db_url = db_url

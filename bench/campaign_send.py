@@ -104,9 +104,9 @@ def run_ours(campaign_id: int, db_url: str, port: int, workers: int) -> dict:
     one, EMAIL_CAMPAIGN_PARALLEL_BATCHES = workers: helper batch jobs run alongside the
     chain). Workers run until the campaign completes (a burst worker could leave while
     the chain's next job is being queued), then are stopped."""
-    from jobs.api import redis_connection
     from yesgoddess.campaigns import services
     from yesgoddess.campaigns.models import EmailCampaign
+    from yesgoddess.core.redis import redis_connection
 
     redis_connection().flushdb()
     services.send(campaign_id)

@@ -114,7 +114,7 @@ def report(month: str) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobs.creators import monthly_reports
+    from yesgoddess.creators.reports import monthly_reports
 
     began = time.perf_counter()
     with CaptureQueriesContext(connection) as queries:

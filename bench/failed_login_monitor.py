@@ -26,7 +26,14 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from jobs.auth import ALERT_ABOVE, FAILURES_SQL, IP_ACCOUNTS, IP_FAILURES, WINDOW, monitor_failed_logins
+    from yesgoddess.accounts.security import (
+        ALERT_ABOVE,
+        FAILURES_SQL,
+        IP_ACCOUNTS,
+        IP_FAILURES,
+        WINDOW,
+        monitor_failed_logins,
+    )
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE login_attempts")

@@ -83,7 +83,7 @@ def calculate(run_id: int) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobs.royalties import calculate_royalties
+    from jobs.handlers.royalties import calculate_royalties
 
     began = time.perf_counter()
     with CaptureQueriesContext(connection) as queries:

@@ -92,7 +92,7 @@ def job_window(job_name: str) -> tuple[float, int]:
 def reset(first_id: int, last_id: int) -> None:
     from django.db import connection
 
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     redis_connection().flushdb()
     with connection.cursor() as cursor:

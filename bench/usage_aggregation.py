@@ -110,7 +110,7 @@ def add_events(cursor, count: int, extra: bool) -> None:
 
 def reset(cursor, scenario: str, extra_events: int) -> None:
     """Bring the database to the scenario's starting state."""
-    from jobs.license_usage import aggregate_usage
+    from jobs.handlers.license_usage import aggregate_usage
 
     cursor.execute("DELETE FROM license_usage_events WHERE referrer = 'extra'")
     cursor.execute("TRUNCATE license_usage_daily_aggregates")
@@ -141,7 +141,7 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from jobs.license_usage import aggregate_usage
+    from jobs.handlers.license_usage import aggregate_usage
     from yesgoddess.licensing.usage import aggregation_window, day_start
 
     with connection.cursor() as cursor:

@@ -17,7 +17,6 @@ import math
 import threading
 import uuid
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +29,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, JobStatus
 from rq.serializers import JSONSerializer
 
+from yesgoddess.core.redis import redis_connection
+
 from .registry import JOBS, RESERVED_ARGUMENTS, JobSpec, get_spec
 from .rq_classes import JSONJob
 
@@ -41,14 +42,6 @@ DEDUP_PREFIX = "jobs:dedup:"
 
 class JobArgumentError(TypeError):
     """Arguments a job cannot be enqueued with."""
-
-
-@cache
-def redis_connection() -> Redis:
-    """The process's Redis client, made on first use (importing opens nothing).
-
-    redis-py's pool notices a fork and opens fresh sockets in the child."""
-    return Redis.from_url(settings.REDIS_URL)
 
 
 def get_queue(name: str) -> Queue:

@@ -80,7 +80,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- system ------------------------------------------------------------------
     JobSpec(
         name="idempotency-cleanup",
-        path="jobs.system.cleanup_idempotency_keys",
+        path="jobs.handlers.system.cleanup_idempotency_keys",
         queue="scheduled",
         description="Delete expired Idempotency-Key records.",
         timeout=1800,
@@ -89,7 +89,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="notification-cleanup",
-        path="jobs.system.cleanup_notifications",
+        path="jobs.handlers.system.cleanup_notifications",
         queue="scheduled",
         description="Delete read notifications 30 days after reading (SYSTEM: 7 days); unread are kept.",
         timeout=1800,
@@ -99,7 +99,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- accounts and security ---------------------------------------------------
     JobSpec(
         name="token-cleanup",
-        path="jobs.auth.cleanup_tokens",
+        path="jobs.handlers.accounts.cleanup_tokens",
         queue="scheduled",
         description="Delete expired verification/reset tokens and reset tokens used over 7 days ago.",
         timeout=1800,
@@ -108,7 +108,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="session-cleanup",
-        path="jobs.auth.cleanup_sessions",
+        path="jobs.handlers.accounts.cleanup_sessions",
         queue="scheduled",
         description="Delete expired sessions in short chunks.",
         timeout=1800,
@@ -117,7 +117,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="account-deletion",
-        path="jobs.auth.delete_accounts",
+        path="jobs.handlers.accounts.delete_accounts",
         queue="scheduled",
         description="Delete (or anonymise, when still referenced) accounts soft-deleted over 30 days ago.",
         timeout=3600,
@@ -126,7 +126,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="failed-login-monitor",
-        path="jobs.auth.monitor_failed_logins",
+        path="jobs.handlers.accounts.monitor_failed_logins",
         queue="scheduled",
         description="Alert on >10 failures per account in 15 min, lock at 15, alert on credential stuffing per IP.",
         timeout=300,
@@ -135,7 +135,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="password-security-cleanup",
-        path="jobs.auth.cleanup_password_security",
+        path="jobs.handlers.accounts.cleanup_password_security",
         queue="scheduled",
         description="Lift expired lockouts and prune remember-me tokens (expired, idle 7 days, over 5 per user).",
         timeout=600,
@@ -145,62 +145,62 @@ JOBS: dict[str, JobSpec] = _table(
     # --- assets ------------------------------------------------------------------
     JobSpec(
         name="asset-virus-scan",
-        path="jobs.assets.scan_asset",
+        path="jobs.handlers.assets.scan_asset",
         queue="critical",
         description="Stream an upload through clamd; CLEAN starts processing, INFECTED quarantines and rejects.",
         timeout=360,
         retry_intervals=(5, 10, 15),
         result_ttl=7 * DAY,
-        on_failure="jobs.assets.record_scan_failure",
+        on_failure="jobs.handlers.assets.record_scan_failure",
     ),
     JobSpec(
         name="asset-thumbnail-generation",
-        path="jobs.assets.generate_thumbnails",
+        path="jobs.handlers.assets.generate_thumbnails",
         queue="media",
         description="Small/medium/large JPEG thumbnails (image, video frame, PDF page, waveform or type icon).",
         timeout=180,
         retry_intervals=(5, 10),
-        on_failure="jobs.assets.record_thumbnail_failure",
+        on_failure="jobs.handlers.assets.record_thumbnail_failure",
     ),
     JobSpec(
         name="asset-metadata-extraction",
-        path="jobs.assets.extract_asset_metadata",
+        path="jobs.handlers.assets.extract_asset_metadata",
         queue="media",
         description="Technical metadata (EXIF, ffprobe, PDF info, Office properties) under metadata.extracted.",
         timeout=120,
         retry_intervals=(5, 10),
-        on_failure="jobs.assets.record_metadata_failure",
+        on_failure="jobs.handlers.assets.record_metadata_failure",
     ),
     JobSpec(
         name="asset-preview-generation",
-        path="jobs.asset_derivatives.generate_preview",
+        path="jobs.handlers.asset_derivatives.generate_preview",
         queue="media",
         description="Preview clip: video 10 s H.264 from 10 % of the duration, audio 30 s MP3 128 kbps.",
         timeout=600,
         retry_intervals=(10,),
-        on_failure="jobs.asset_derivatives.record_preview_failure",
+        on_failure="jobs.handlers.asset_derivatives.record_preview_failure",
     ),
     JobSpec(
         name="asset-format-conversion",
-        path="jobs.asset_derivatives.convert_formats",
+        path="jobs.handlers.asset_derivatives.convert_formats",
         queue="media",
         description="Web variants: WebP/AVIF/responsive widths, 720p/480p H.264, MP3 320/192/128 and AAC.",
         timeout=1800,
         retry_intervals=(30,),
-        on_failure="jobs.asset_derivatives.record_variants_failure",
+        on_failure="jobs.handlers.asset_derivatives.record_variants_failure",
     ),
     JobSpec(
         name="asset-watermarking",
-        path="jobs.asset_derivatives.watermark_asset",
+        path="jobs.handlers.asset_derivatives.watermark_asset",
         queue="media",
         description="Watermarked copy (text/logo, position, opacity; forensic id on request).",
         timeout=600,
         retry_intervals=(10,),
-        on_failure="jobs.asset_derivatives.record_watermark_failure",
+        on_failure="jobs.handlers.asset_derivatives.record_watermark_failure",
     ),
     JobSpec(
         name="asset-virus-scan-finalize",
-        path="jobs.assets.finish_processing",
+        path="jobs.handlers.assets.finish_processing",
         queue="media",
         description="Move a clean asset to REVIEW once its thumbnails and metadata are done.",
         timeout=60,
@@ -208,7 +208,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="asset-cleanup",
-        path="jobs.asset_housekeeping.cleanup_deleted_assets",
+        path="jobs.handlers.asset_housekeeping.cleanup_deleted_assets",
         queue="scheduled",
         description="Hard-delete assets soft-deleted over 30 days ago, with every stored file; keep referenced ones.",
         timeout=1800,
@@ -217,7 +217,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="upload-cleanup",
-        path="jobs.asset_housekeeping.cleanup_uploads",
+        path="jobs.handlers.asset_housekeeping.cleanup_uploads",
         queue="scheduled",
         description="Purge abandoned (24 h), failed (7 days) and infected (30 days) uploads.",
         timeout=1800,
@@ -226,7 +226,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="storage-metrics-calculation",
-        path="jobs.asset_housekeeping.calculate_storage_metrics",
+        path="jobs.handlers.asset_housekeeping.calculate_storage_metrics",
         queue="scheduled",
         description="Daily storage snapshot per platform, user, project and brand (one row per day and entity).",
         timeout=1800,
@@ -235,7 +235,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="ownership-verification",
-        path="jobs.ownership.verify_ownership",
+        path="jobs.handlers.asset_housekeeping.verify_ownership",
         queue="scheduled",
         description="Find assets whose active ownership shares do not sum to 10,000 bps; tell admins once each.",
         timeout=1800,
@@ -245,7 +245,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- licenses (spec B §5; one owner per transition, DECISIONS.md) -------------
     JobSpec(
         name="license-expiry-monitor",
-        path="jobs.licenses.send_expiry_notices",
+        path="jobs.handlers.licenses.send_expiry_notices",
         queue="scheduled",
         description="90/60/30-day expiry notices (with the renewal offer), each once; ACTIVE -> EXPIRING_SOON at 30.",
         timeout=1800,
@@ -254,7 +254,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-auto-expiry",
-        path="jobs.licenses.expire_licenses",
+        path="jobs.handlers.licenses.expire_licenses",
         queue="scheduled",
         description="Past end date -> grace period (one email); grace over -> EXPIRED with notices once.",
         timeout=600,
@@ -263,7 +263,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-management",
-        path="jobs.licenses.manage_licenses",
+        path="jobs.handlers.licenses.manage_licenses",
         queue="scheduled",
         description="Cancel drafts abandoned for 90 days; auto-renew licenses 30-60 days from their end.",
         timeout=1800,
@@ -272,7 +272,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-renewal-workflow",
-        path="jobs.license_renewals.run_renewal_workflow",
+        path="jobs.handlers.licenses.run_renewal_workflow",
         queue="scheduled",
         description="Renewal offers at 90 days, the 7-day final notice, and the daily renewal snapshot.",
         timeout=3600,
@@ -281,7 +281,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-renewal-workflow.confirmation",
-        path="jobs.license_renewals.send_renewal_confirmation",
+        path="jobs.handlers.licenses.send_renewal_confirmation",
         queue="default",
         description="Email the brand the confirmation of one accepted renewal (once).",
         timeout=120,
@@ -290,7 +290,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-usage-tracking.aggregate",
-        path="jobs.license_usage.aggregate_usage",
+        path="jobs.handlers.license_usage.aggregate_usage",
         queue="scheduled",
         description="Usage events of yesterday and today -> daily aggregates (one SQL statement per day).",
         timeout=1200,
@@ -299,7 +299,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-usage-tracking.thresholds",
-        path="jobs.license_usage.check_usage_thresholds",
+        path="jobs.handlers.license_usage.check_usage_thresholds",
         queue="scheduled",
         description="Usage warnings at 50/75/90/100 % once per period; overage rows above limit + grace.",
         timeout=1200,
@@ -308,7 +308,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-usage-tracking.forecasts",
-        path="jobs.license_usage.generate_usage_forecasts",
+        path="jobs.handlers.license_usage.generate_usage_forecasts",
         queue="scheduled",
         description="Linear usage forecast per license and threshold (one row per day).",
         timeout=1800,
@@ -317,7 +317,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-usage-tracking.breach-alerts",
-        path="jobs.license_usage.send_forecast_breach_alerts",
+        path="jobs.handlers.license_usage.send_forecast_breach_alerts",
         queue="scheduled",
         description="Tell brands whose usage is forecast to exceed a limit within 7 days (once per forecast).",
         timeout=600,
@@ -326,7 +326,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-usage-tracking.cleanup",
-        path="jobs.license_usage.purge_usage_events",
+        path="jobs.handlers.license_usage.purge_usage_events",
         queue="scheduled",
         description="Delete raw usage events older than USAGE_EVENT_RETENTION_DAYS (aggregates are kept).",
         timeout=3600,
@@ -335,7 +335,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="license-performance-metrics",
-        path="jobs.license_metrics.calculate_performance_metrics",
+        path="jobs.handlers.licenses.calculate_performance_metrics",
         queue="scheduled",
         description="ROI, utilisation, conflicts, approval time: per license and daily/weekly/monthly snapshots.",
         timeout=3600,
@@ -345,17 +345,17 @@ JOBS: dict[str, JobSpec] = _table(
     # --- royalties (spec C §2.1, §2.2) --------------------------------------------
     JobSpec(
         name="royalty-calculation",
-        path="jobs.royalties.calculate_royalties",
+        path="jobs.handlers.royalties.calculate_royalties",
         queue="default",
         description="Calculate a royalty run: prorated fees + usage share, split by ownership, carry-over, thresholds.",
         timeout=1800,
         retry_intervals=(60, 120),
         result_ttl=30 * DAY,
-        on_failure="jobs.royalties.record_calculation_failure",
+        on_failure="jobs.handlers.royalties.record_calculation_failure",
     ),
     JobSpec(
         name="statement-notification",
-        path="jobs.royalties.notify_statements",
+        path="jobs.handlers.royalties.notify_statements",
         queue="default",
         description="Email and notify in-app each statement of a run, once each.",
         timeout=1800,
@@ -365,7 +365,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- notifications (spec C §2.3, §2.4; issue 11: batched delivery) -------------
     JobSpec(
         name="notification-delivery",
-        path="jobs.notifications.deliver_notifications",
+        path="jobs.handlers.notifications.deliver_notifications",
         queue="critical",
         description="Flush pending immediate notification emails (re-queues while some remain); or one by id.",
         timeout=600,
@@ -374,7 +374,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="notification-delivery.sweep",
-        path="jobs.notifications.sweep_notification_deliveries",
+        path="jobs.handlers.notifications.sweep_notification_deliveries",
         queue="scheduled",
         description="Queue a notification-delivery flush when pending emails were left without one.",
         timeout=60,
@@ -382,7 +382,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="notification-digest",
-        path="jobs.notifications.send_notification_digests",
+        path="jobs.handlers.notifications.send_notification_digests",
         queue="scheduled",
         description="Prepare the period's DAILY/WEEKLY digests; one batch job per NOTIFICATION_DIGEST_BATCH users.",
         timeout=1800,
@@ -391,7 +391,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="notification-digest.batch",
-        path="jobs.notifications.send_notification_digest_batch",
+        path="jobs.handlers.notifications.send_notification_digest_batch",
         queue="scheduled",
         description="Send one batch of prepared notification digests, each user at most once per period.",
         timeout=1800,
@@ -401,7 +401,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- brands, creators, projects (spec B §2-§4, DECISIONS.md) ------------------
     JobSpec(
         name="brand-verification-reminder",
-        path="jobs.brands.remind_brand_verifications",
+        path="jobs.handlers.brands.remind_brand_verifications",
         queue="scheduled",
         description="One daily summary to the admins of brands pending verification over 24 h (50 listed).",
         timeout=300,
@@ -410,7 +410,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="brand-inactivity-check",
-        path="jobs.brands.check_brand_inactivity",
+        path="jobs.handlers.brands.check_brand_inactivity",
         queue="scheduled",
         description="Re-engagement email to verified brands with no project/license in 90 days (once per 90 days).",
         timeout=1800,
@@ -419,7 +419,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="brand-data-cleanup",
-        path="jobs.brands.cleanup_brand_data",
+        path="jobs.handlers.brands.cleanup_brand_data",
         queue="scheduled",
         description="Hard-delete brands soft-deleted over 90 days ago with their files; anonymise referenced ones.",
         timeout=3600,
@@ -428,7 +428,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="creator-onboarding-reminder",
-        path="jobs.creators.remind_creator_onboarding",
+        path="jobs.handlers.creators.remind_creator_onboarding",
         queue="scheduled",
         description="Remind approved creators to finish payout onboarding after 7 days (weekly, at most 4).",
         timeout=1800,
@@ -437,7 +437,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="creator-monthly-report",
-        path="jobs.creators.send_monthly_reports",
+        path="jobs.handlers.creators.send_monthly_reports",
         queue="scheduled",
         description="Previous month's earnings, licenses and profile views to every approved creator, once each.",
         timeout=3600,
@@ -446,7 +446,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="project-match-creators",
-        path="jobs.projects.match_project_creators",
+        path="jobs.handlers.projects.match_project_creators",
         queue="default",
         description="Match an ACTIVE project's asset types to creator specialties; notify each creator once.",
         timeout=600,
@@ -455,7 +455,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="project-expiry-check",
-        path="jobs.projects.check_project_expiry",
+        path="jobs.handlers.projects.check_project_expiry",
         queue="scheduled",
         description="Archive projects past their end date (audit, event); tell the brand in-app and by email once.",
         timeout=600,
@@ -465,17 +465,17 @@ JOBS: dict[str, JobSpec] = _table(
     # --- email campaigns and email digests (spec C §2.10, §2.11; DECISIONS.md) ------
     JobSpec(
         name="email-campaign",
-        path="jobs.campaigns.send_campaign_batch",
+        path="jobs.handlers.campaigns.send_campaign_batch",
         queue="bulk",
         description="Send one batch of a campaign (once per recipient), then queue the next at messages_per_hour.",
         timeout=1800,
         retry_intervals=(60, 300, 900),
         result_ttl=DAY,
-        on_failure="jobs.campaigns.record_campaign_failure",
+        on_failure="jobs.handlers.campaigns.record_campaign_failure",
     ),
     JobSpec(
         name="email-campaign.helper",
-        path="jobs.campaigns.send_campaign_helper_batch",
+        path="jobs.handlers.campaigns.send_campaign_helper_batch",
         queue="bulk",
         description="Send one more batch of a running campaign alongside its email-campaign chain "
         "(EMAIL_CAMPAIGN_PARALLEL_BATCHES); no retries: the chain sends whatever it leaves.",
@@ -484,7 +484,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="email-digest",
-        path="jobs.email_digest.send_email_digests",
+        path="jobs.handlers.email.send_email_digests",
         queue="scheduled",
         description="One digest per user of the bulk emails they take daily/weekly, since their last digest, once.",
         timeout=1800,
@@ -494,7 +494,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- email events, reputation, message digests (spec C §2.12, §2.13; DECISIONS.md) --
     JobSpec(
         name="reputation-monitoring",
-        path="jobs.reputation.monitor_email_reputation",
+        path="jobs.handlers.email.monitor_email_reputation",
         queue="scheduled",
         description="30-day bounce, complaint, delivery rates and score per domain; alert admins, pause campaigns.",
         timeout=900,
@@ -503,7 +503,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="message-digest",
-        path="jobs.messages.send_message_digests",
+        path="jobs.handlers.email.send_message_digests",
         queue="scheduled",
         description="Unread messages since the last digest, by thread, to users who chose DAILY/WEEKLY; once a period.",
         timeout=1800,
@@ -513,18 +513,18 @@ JOBS: dict[str, JobSpec] = _table(
     # --- search and blog (spec C §2.8, §2.14; DECISIONS.md; issue 11 batching) ---------
     JobSpec(
         name="search-index-update",
-        path="jobs.search.flush_search_updates",
+        path="jobs.handlers.search.flush_search_updates",
         queue="default",
         description="Index the next batch of saved searchable objects (an UPDATE per type); re-queue while any remain.",
         timeout=120,
         retry_intervals=(5, 30, 120),
         result_ttl=HOUR,
         failure_ttl=7 * DAY,
-        on_failure="jobs.search.flush_failed",
+        on_failure="jobs.handlers.search.flush_failed",
     ),
     JobSpec(
         name="search-index-update.item",
-        path="jobs.search.update_search_item",
+        path="jobs.handlers.search.update_search_item",
         queue="default",
         description="Reindex one object now (object_type, object_id): for operators.",
         timeout=60,
@@ -533,7 +533,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="search-index-update.rebuild",
-        path="jobs.search.rebuild_search_index",
+        path="jobs.handlers.search.rebuild_search_index",
         # A cron job, so `scheduled` (every cron entry runs there: tests/test_schedule_jobs.py);
         # it is short (~20 s per 200,000 assets) and commits per batch.
         queue="scheduled",
@@ -544,7 +544,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="scheduled-blog-publishing",
-        path="jobs.blog.publish_scheduled_posts",
+        path="jobs.handlers.blog.publish_scheduled_posts",
         queue="scheduled",
         description="Publish due scheduled posts exactly once (conditional claim), notify the author, reindex.",
         timeout=300,
@@ -554,7 +554,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- analytics and metric roll-ups (spec C §2.5-§2.7; DECISIONS.md; issue 11) -----
     JobSpec(
         name="analytics-jobs.enrich-events",
-        path="jobs.analytics.enrich_pending_events",
+        path="jobs.handlers.analytics.enrich_pending_events",
         queue="default",
         description="Enrich the next batch of posted events (UA, session, snapshots) in a few queries; re-queue.",
         timeout=300,
@@ -563,7 +563,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="analytics-jobs.enrich-sweep",
-        path="jobs.analytics.sweep_pending_events",
+        path="jobs.handlers.analytics.sweep_pending_events",
         queue="scheduled",
         description="Queue an enrichment flush if posted events are pending and none is queued (safety net).",
         timeout=60,
@@ -571,7 +571,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="analytics-jobs.enrich-event",
-        path="jobs.analytics.enrich_event",
+        path="jobs.handlers.analytics.enrich_event",
         queue="default",
         description="Enrich one event by id (event_id), whatever its state: for operators.",
         timeout=60,
@@ -580,7 +580,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="analytics-jobs.daily-metrics",
-        path="jobs.analytics.aggregate_daily_metrics",
+        path="jobs.handlers.analytics.aggregate_daily_metrics",
         queue="scheduled",
         description="Yesterday's (or date's) events -> daily metrics per asset/project/license, one SQL upsert.",
         timeout=1800,
@@ -589,7 +589,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="analytics-jobs.post-daily-metrics",
-        path="jobs.analytics.aggregate_post_daily_metrics",
+        path="jobs.handlers.analytics.aggregate_post_daily_metrics",
         queue="scheduled",
         description="Yesterday's (or date's) post events -> post daily metrics, one SQL upsert.",
         timeout=1800,
@@ -598,7 +598,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="metrics-aggregation.weekly",
-        path="jobs.analytics.rollup_weekly_metrics",
+        path="jobs.handlers.analytics.rollup_weekly_metrics",
         queue="scheduled",
         description="Previous ISO week (or week_start's) -> weekly metrics: sums, distinct visitors, growth.",
         timeout=3600,
@@ -607,7 +607,7 @@ JOBS: dict[str, JobSpec] = _table(
     ),
     JobSpec(
         name="metrics-aggregation.monthly",
-        path="jobs.analytics.rollup_monthly_metrics",
+        path="jobs.handlers.analytics.rollup_monthly_metrics",
         queue="scheduled",
         description="Previous month (or month, YYYY-MM) -> monthly metrics with the weekly breakdown and growth.",
         timeout=3600,
@@ -617,7 +617,7 @@ JOBS: dict[str, JobSpec] = _table(
     # --- framework self-checks (operators: `run_job ping`) -----------------------------
     JobSpec(
         name="ping",
-        path="jobs.system.ping",
+        path="jobs.handlers.system.ping",
         queue="default",
         description="Do nothing and answer; proves a worker is listening on the queue.",
         timeout=30,

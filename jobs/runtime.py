@@ -17,6 +17,8 @@ from django.utils import timezone
 from rq import get_current_job
 from rq.job import Job
 
+from yesgoddess.core.errors import InvalidInput
+
 from .errors import JobInputError
 from .registry import JOBS, get_spec
 
@@ -51,12 +53,14 @@ def execute(job_name: str, /, **kwargs: Any) -> Any:
         result = spec.function(**kwargs)
         outcome = "ok"
         return result
-    except JobInputError:
+    except InvalidInput as exc:
         outcome = "rejected"
         if job is not None:
             # Retrying cannot fix bad input: fail once (RQ reads this before retrying).
             job.retries_left = 0
-        raise
+        if isinstance(exc, JobInputError):
+            raise
+        raise JobInputError(str(exc)) from exc
     except Exception:
         if job is not None and job.retries_left:
             outcome = "failed-will-retry"

@@ -10,7 +10,8 @@ import crontab
 from redis import Redis
 from rq_scheduler import Scheduler
 
-from .api import redis_connection
+from yesgoddess.core.redis import redis_connection
+
 from .registry import get_spec
 from .rq_classes import JSONJob
 from .schedule import ENTRY_PREFIX, SCHEDULE, CronEntry

@@ -13,7 +13,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from jobs.api import redis_connection
+from yesgoddess.core.redis import redis_connection
+
+from . import moved_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 FORKING = "jobs.rq_classes.DjangoWorker"
@@ -59,6 +61,7 @@ def worker_env() -> dict[str, str]:
         DEBUG="1",
         PYTHONUNBUFFERED="1",
     )
+    env.update(moved_clock.subprocess_env())
     return env
 
 

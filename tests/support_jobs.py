@@ -21,7 +21,7 @@ def attempts_key(user_id: int) -> str:
 
 def always_fail(*, user_id: int) -> None:
     """Record when it ran (to check the retry schedule), then fail."""
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     redis_connection().rpush(attempts_key(user_id), time.time())
     raise RuntimeError(f"boom for user {user_id}")
@@ -43,8 +43,8 @@ def record_failure(kwargs: dict, error: str, job_id: str) -> None:
 
 def hold_until_released(*, key: str) -> dict[str, int]:
     """Wait while Redis key `key` exists (at most 60 s), reporting progress."""
-    from jobs.api import redis_connection
     from jobs.runtime import set_progress
+    from yesgoddess.core.redis import redis_connection
 
     waited = 0
     while redis_connection().exists(key) and waited < 600:

@@ -14,14 +14,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.forms.models import model_to_dict
 
-from jobs.analytics import (
+from jobs.api import enqueue
+from jobs.handlers.analytics import (
     aggregate_daily_metrics,
     aggregate_post_daily_metrics,
     rollup_monthly_metrics,
     rollup_weekly_metrics,
 )
-from jobs.api import enqueue, redis_connection
-from jobs.errors import JobInputError
 from yesgoddess.analytics import aggregation
 from yesgoddess.analytics.models import (
     Attribution,
@@ -33,6 +32,8 @@ from yesgoddess.analytics.models import (
     WeeklyMetric,
 )
 from yesgoddess.blog.models import Post, PostStatus
+from yesgoddess.core.errors import InvalidInput
+from yesgoddess.core.redis import redis_connection
 
 from .conftest import SIMPLE
 from .license_factories import make_asset, make_brand, make_license, make_project, make_user
@@ -201,11 +202,11 @@ def test_the_daily_job_aggregates_yesterday_utc_and_clears_the_metric_caches(dim
 def test_an_explicit_day_is_aggregated_and_bad_or_future_ones_are_refused(dims):
     fill_day(dims)
     assert aggregate_daily_metrics(date="2025-03-10")["groups"] == 3
-    with pytest.raises(JobInputError, match="YYYY-MM-DD"):
+    with pytest.raises(InvalidInput, match="YYYY-MM-DD"):
         aggregate_daily_metrics(date="10/03/2025")
-    with pytest.raises(JobInputError, match="not started"):
+    with pytest.raises(InvalidInput, match="not started"):
         aggregate_daily_metrics(date="2999-01-01")
-    with pytest.raises(JobInputError, match="YYYY-MM"):
+    with pytest.raises(InvalidInput, match="YYYY-MM"):
         rollup_monthly_metrics(month="March")
 
 

@@ -504,7 +504,7 @@ def test_a_worker_killed_mid_flush_loses_nothing_and_duplicates_nothing(api, bac
 
 
 def test_the_sweep_queues_a_flush_only_for_pending_events():
-    from jobs.analytics import sweep_pending_events
+    from jobs.handlers.analytics import sweep_pending_events
 
     assert sweep_pending_events() == {"pending": 0, "queued": 0}
     add_pending(2)  # recorded, but their flush was lost

@@ -14,11 +14,11 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from jobs.api import get_queue
-from jobs.asset_derivatives import convert_formats, generate_preview, watermark_asset
-from jobs.asset_housekeeping import cleanup_deleted_assets
-from jobs.errors import JobInputError
+from jobs.handlers.asset_derivatives import convert_formats, generate_preview, watermark_asset
+from jobs.handlers.asset_housekeeping import cleanup_deleted_assets
 from yesgoddess.accounts.models import ApiToken
 from yesgoddess.assets.models import AssetStatus, IpAsset, ScanStatus
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.media.watermark import read_forensic_id
 
 from .media import samples
@@ -135,7 +135,7 @@ def test_video_watermark_keeps_audio_and_carries_the_forensic_id(owner, tmp_path
 def test_refusals_are_clear_and_produce_nothing(owner, tmp_path, fields, job, kwargs, message):
     video = samples.make_video(tmp_path / "v.mp4", size="320x240", seconds=2)
     asset = clean_asset(owner, video, "VIDEO", "video/mp4", **fields)
-    with pytest.raises(JobInputError, match=message):
+    with pytest.raises(InvalidInput, match=message):
         job(asset_id=asset.pk, **kwargs)
     assert not default_storage.exists(f"derivatives/{asset.pk}")
 
@@ -145,7 +145,7 @@ def test_a_logo_that_is_not_an_image_is_refused(owner, tmp_path):
     text_file = tmp_path / "logo.png"
     text_file.write_text("not an image at all")
     logo = clean_asset(owner, text_file, "IMAGE", "image/png")
-    with pytest.raises(JobInputError):
+    with pytest.raises(InvalidInput):
         watermark_asset(asset_id=image.pk, logo_asset_id=logo.pk, position="top-left")
     assert not default_storage.exists(f"derivatives/{image.pk}/watermarked")
 

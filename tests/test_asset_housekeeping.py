@@ -10,7 +10,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
-from jobs.asset_housekeeping import calculate_storage_metrics, cleanup_deleted_assets, cleanup_uploads
+from jobs.handlers.asset_housekeeping import calculate_storage_metrics, cleanup_deleted_assets, cleanup_uploads
 from yesgoddess.assets.models import AssetStatus, IpAsset, IpOwnership, ScanStatus, StorageMetrics
 from yesgoddess.brands.models import Brand
 from yesgoddess.core.models import AuditEvent

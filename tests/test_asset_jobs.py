@@ -11,18 +11,18 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from jobs.api import get_queue
-from jobs.assets import (
+from jobs.handlers.assets import (
     extract_asset_metadata,
     finish_processing,
     generate_thumbnails,
     record_scan_failure,
     scan_asset,
 )
-from jobs.errors import JobInputError
 from jobs.runtime import execute
 from yesgoddess.assets import scanner
 from yesgoddess.assets.models import AssetStatus, IpAsset, ScanStatus
 from yesgoddess.assets.services import merge_metadata
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
@@ -97,7 +97,7 @@ def test_infected_file_is_quarantined_and_admins_get_an_email_that_renders(user,
 def test_forced_rescan_of_a_quarantined_asset_is_refused_not_marked_clean(user):
     asset = stored_asset(user, EICAR.encode(), "eicar.txt", type="DOCUMENT", mime="text/plain")
     scan_asset(asset_id=asset.pk)
-    with pytest.raises(JobInputError, match="missing from storage"):
+    with pytest.raises(InvalidInput, match="missing from storage"):
         scan_asset(asset_id=asset.pk, force=True)
     assert IpAsset.objects.get(pk=asset.pk).scan_status != ScanStatus.CLEAN
 
@@ -123,15 +123,15 @@ def test_a_missing_asset_fails_once_with_a_clear_message(user):
         "asset-metadata-extraction",
         "asset-virus-scan-finalize",
     ):
-        with pytest.raises(JobInputError, match="Asset 424242 does not exist"):
+        with pytest.raises(InvalidInput, match="Asset 424242 does not exist"):
             execute(name, asset_id=424242)
 
 
 def test_processing_is_refused_before_a_clean_scan(user, tmp_path):
     asset = stored_asset(user, jpeg_bytes(tmp_path), "a.jpg", scan_status=ScanStatus.SCANNING)
-    with pytest.raises(JobInputError, match="has not passed the virus scan"):
+    with pytest.raises(InvalidInput, match="has not passed the virus scan"):
         generate_thumbnails(asset_id=asset.pk)
-    with pytest.raises(JobInputError, match="has not passed the virus scan"):
+    with pytest.raises(InvalidInput, match="has not passed the virus scan"):
         extract_asset_metadata(asset_id=asset.pk)
     assert not default_storage.exists(f"derivatives/{asset.pk}")
 
@@ -198,7 +198,7 @@ def unreadable_video() -> bytes:
 )
 def test_unusable_files_are_rejected_with_a_reason_and_leave_no_files(user, tmp_path, maker, type, mime, reason):
     asset = stored_asset(user, maker(tmp_path), "bad", type=type, mime=mime, scan_status=ScanStatus.CLEAN)
-    with pytest.raises(JobInputError) as raised:
+    with pytest.raises(InvalidInput) as raised:
         generate_thumbnails(asset_id=asset.pk)
     assert reason.lower() in str(raised.value).lower()
     asset.refresh_from_db()
@@ -250,8 +250,8 @@ def test_every_asset_email_renders_with_its_variables(name):
 
 
 def test_failure_hooks_record_the_error_under_the_jobs_own_key(user, tmp_path):
-    from jobs.asset_derivatives import record_preview_failure
-    from jobs.assets import record_metadata_failure, record_thumbnail_failure
+    from jobs.handlers.asset_derivatives import record_preview_failure
+    from jobs.handlers.assets import record_metadata_failure, record_thumbnail_failure
 
     asset = stored_asset(user, jpeg_bytes(tmp_path), "a.jpg", metadata={"tags": ["kept"]})
     record_thumbnail_failure({"asset_id": asset.pk}, "OSError: disk full", "j1")

@@ -14,7 +14,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from jobs.auth import (
+from jobs.handlers.accounts import (
     cleanup_password_security,
     cleanup_sessions,
     cleanup_tokens,

@@ -10,14 +10,15 @@ import pytest
 import time_machine
 from django.db import connection, connections
 
-from jobs.api import enqueue, redis_connection
-from jobs.blog import publish_scheduled_posts
-from jobs.errors import JobInputError
+from jobs.api import enqueue
+from jobs.handlers.blog import publish_scheduled_posts
 from jobs.registry import get_spec
 from jobs.schedule import SCHEDULE
 from yesgoddess.blog import services as blog_services
 from yesgoddess.blog.models import Post, PostStatus
 from yesgoddess.blog.services import publish_due_posts, publish_post
+from yesgoddess.core.errors import InvalidInput
+from yesgoddess.core.redis import redis_connection
 from yesgoddess.notifications.models import Notification
 from yesgoddess.search import pending, services
 
@@ -103,7 +104,7 @@ def test_post_specific_run_for_operators():
     with at(NOW):
         assert publish_scheduled_posts(post_id=one.pk)["published"] == 1
         assert publish_scheduled_posts(post_id=not_due.pk)["published"] == 0
-        with pytest.raises(JobInputError):
+        with pytest.raises(InvalidInput):
             publish_scheduled_posts(post_id=987654)
     other.refresh_from_db()
     assert other.status == PostStatus.SCHEDULED

@@ -13,14 +13,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from jobs.api import enqueue
-from jobs.brands import (
-    check_brand_inactivity,
-    cleanup_brand_data,
-    re_engagement_context,
-    remind_brand_verifications,
-    verification_context,
-)
+from jobs.handlers.brands import check_brand_inactivity, cleanup_brand_data, remind_brand_verifications
 from yesgoddess.analytics.models import Event
+from yesgoddess.brands.lifecycle import re_engagement_context, verification_context
 from yesgoddess.brands.models import Brand, VerificationDigest
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.notifications.services import render_email

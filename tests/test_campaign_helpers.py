@@ -7,11 +7,12 @@ from collections import Counter
 
 import pytest
 
-from jobs import campaigns as campaign_jobs
 from jobs.api import get_queue
-from jobs.errors import JobInputError
+from jobs.handlers import campaigns as campaign_jobs
 from jobs.rq_classes import JSONJob
+from yesgoddess.campaigns import sending
 from yesgoddess.campaigns.models import CampaignStatus, EmailCampaign, RecipientStatus
+from yesgoddess.core.errors import InvalidInput
 
 from .conftest import SIMPLE, wait_until, worker_env
 from .smtp_server import SmtpServer
@@ -55,7 +56,7 @@ def test_helpers_are_queued_only_when_the_rate_allows_and_more_than_a_batch_wait
 
 def test_a_helper_sends_one_batch_and_the_chain_completes_only_after_it(smtp, settings, monkeypatch):
     settings.EMAIL_CAMPAIGN_PARALLEL_BATCHES = 2
-    monkeypatch.setattr(campaign_jobs, "HELPER_WAIT", 0.3)
+    monkeypatch.setattr(sending, "HELPER_WAIT", 0.3)
     emails = [f"h{i}@example.com" for i in range(12)]
     campaign = make_campaign(emails, batch_size=4, messages_per_hour=FAST)
     start(campaign)
@@ -85,7 +86,7 @@ def test_a_helper_of_a_campaign_that_is_not_sending_sends_nothing(smtp, settings
     EmailCampaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.PAUSED)
     assert campaign_jobs.send_campaign_helper_batch(campaign_id=campaign.pk)["stopped"] is True
     assert smtp.message_count == 0 and statuses(campaign) == {RecipientStatus.PENDING: 2}
-    with pytest.raises(JobInputError, match="does not exist"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         campaign_jobs.send_campaign_helper_batch(campaign_id=campaign.pk + 1000)
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from rq.job import JobStatus
 
 from jobs.api import get_queue
-from jobs.campaigns import IN_DOUBT, record_campaign_failure, send_campaign_batch
+from jobs.handlers.campaigns import record_campaign_failure, send_campaign_batch
 from jobs.rq_classes import JSONJob
 from yesgoddess.campaigns import services
 from yesgoddess.campaigns.models import (
@@ -24,6 +24,7 @@ from yesgoddess.campaigns.models import (
     EmailCampaign,
     RecipientStatus,
 )
+from yesgoddess.campaigns.sending import IN_DOUBT
 from yesgoddess.emailing.models import EmailOptOut
 from yesgoddess.emailing.services import opt_out, suppress
 from yesgoddess.notifications.services import render_email
@@ -361,7 +362,7 @@ def test_a_critical_sender_reputation_pauses_before_the_next_batch(smtp, monkeyp
     campaign = make_campaign([f"r{i}@example.com" for i in range(6)], batch_size=3)
     start(campaign)
     assert send_campaign_batch(campaign_id=campaign.pk)["sent"] == 3
-    monkeypatch.setattr("jobs.campaigns.latest_is_critical", lambda: True)
+    monkeypatch.setattr("yesgoddess.campaigns.sending.latest_is_critical", lambda: True)
     assert send_campaign_batch(campaign_id=campaign.pk)["stopped"]
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.PAUSED and "reputation" in campaign.status_reason
@@ -379,7 +380,7 @@ def test_a_resume_racing_the_end_of_a_stopping_run_still_continues(
     def resumed_meanwhile(name, key):
         EmailCampaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SENDING)
 
-    monkeypatch.setattr("jobs.campaigns.release_own_dedup", resumed_meanwhile)
+    monkeypatch.setattr("yesgoddess.campaigns.sending.release_own_dedup", resumed_meanwhile)
     with django_capture_on_commit_callbacks(execute=True):
         result = send_campaign_batch(campaign_id=campaign.pk)
     assert result["stopped"] and result["next"]
@@ -550,9 +551,9 @@ def test_final_failure_marks_the_campaign_failed_and_resume_continues(
 
 
 def test_a_missing_campaign_is_a_job_input_error():
-    from jobs.errors import JobInputError
+    from yesgoddess.core.errors import InvalidInput
 
-    with pytest.raises(JobInputError, match="does not exist"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         send_campaign_batch(campaign_id=999_999)
 
 

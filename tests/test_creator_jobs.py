@@ -14,19 +14,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from jobs.api import enqueue
-from jobs.creators import (
-    monthly_reports,
-    next_month,
-    onboarding_context,
-    previous_month,
-    remind_creator_onboarding,
-    report_context,
-    report_month,
-    send_monthly_reports,
-)
-from jobs.errors import JobInputError
+from jobs.handlers.creators import remind_creator_onboarding, send_monthly_reports
 from yesgoddess.analytics.models import Event
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.creators.models import Creator, CreatorMonthlyReport
+from yesgoddess.creators.onboarding import onboarding_context
+from yesgoddess.creators.reports import monthly_reports, next_month, previous_month, report_context, report_month
 from yesgoddess.notifications.services import render_email
 from yesgoddess.royalties.models import RoyaltyRun, RoyaltyStatement
 
@@ -143,7 +136,7 @@ def test_previous_calendar_month_across_a_year_end():
 
 @pytest.mark.parametrize("month", ["2027-01", "2027-02", "2026-13", "2026-1", "December", ""])
 def test_month_argument_must_be_a_past_month(month):
-    with pytest.raises(JobInputError):
+    with pytest.raises(InvalidInput):
         report_month(month, NEW_YEAR)
 
 

@@ -14,8 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from jobs.api import enqueue, get_queue
-from jobs.email_digest import IN_DOUBT, digest_context, send_email_digests
-from jobs.errors import JobInputError
+from jobs.handlers.email import send_email_digests
 from jobs.rq_classes import JSONJob
 from yesgoddess.campaigns import services
 from yesgoddess.campaigns.models import (
@@ -27,6 +26,8 @@ from yesgoddess.campaigns.models import (
     EmailDigest,
     RecipientStatus,
 )
+from yesgoddess.core.errors import InvalidInput
+from yesgoddess.emailing.digest import IN_DOUBT, digest_context
 from yesgoddess.emailing.services import suppress
 from yesgoddess.notifications.services import render_email
 
@@ -174,7 +175,7 @@ def test_a_campaign_deferred_for_a_digest_arrives_in_it_once():
         messages_per_hour=100_000, segment={},
     )  # fmt: skip
     EmailCampaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SCHEDULED)
-    from jobs.campaigns import send_campaign_batch
+    from jobs.handlers.campaigns import send_campaign_batch
 
     with time_machine.travel(MON - timedelta(hours=3), tick=False):
         assert send_campaign_batch(campaign_id=campaign.pk)["status"] == CampaignStatus.COMPLETED
@@ -205,7 +206,7 @@ def test_queries_per_batch_do_not_grow_with_the_batch(settings):
 
 def test_a_long_run_hands_over_to_its_continuation(settings, monkeypatch, django_capture_on_commit_callbacks):
     settings.EMAIL_BATCH_SIZE = 2
-    monkeypatch.setattr("jobs.email_digest.JOB_SECONDS", 0)  # out of time after the first batch
+    monkeypatch.setattr("yesgoddess.emailing.digest.JOB_SECONDS", 0)  # out of time after the first batch
     for i in range(5):
         defer(digest_user(email=f"c{i}@example.com"), "x", MON - timedelta(hours=1))
     with time_machine.travel(MON, tick=False), django_capture_on_commit_callbacks(execute=True):
@@ -216,13 +217,13 @@ def test_a_long_run_hands_over_to_its_continuation(settings, monkeypatch, django
     job = JSONJob.fetch(first["continued_by"], connection=queue.connection)
     assert job.kwargs == {"frequency": "DAILY", "resume": True}
     with time_machine.travel(MON + timedelta(minutes=5), tick=False):
-        monkeypatch.setattr("jobs.email_digest.JOB_SECONDS", 300)
+        monkeypatch.setattr("yesgoddess.emailing.digest.JOB_SECONDS", 300)
         rest = send_email_digests(**job.kwargs)
     assert (rest["opened"], rest["sent"]) == (0, 3) and len({m.to[0] for m in mail.outbox}) == 5
 
 
 def test_bad_frequency_is_refused():
-    with pytest.raises(JobInputError, match="frequency must be one of"):
+    with pytest.raises(InvalidInput, match="frequency must be one of"):
         send_email_digests(frequency="HOURLY")
 
 

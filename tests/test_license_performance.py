@@ -11,11 +11,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from jobs.api import enqueue, redis_connection
-from jobs.errors import JobInputError
-from jobs.license_metrics import calculate_performance_metrics, target_date
+from jobs.api import enqueue
+from jobs.handlers.licenses import calculate_performance_metrics
 from jobs.rq_classes import JSONJob
 from yesgoddess.analytics.models import DailyMetric
+from yesgoddess.core.errors import InvalidInput
+from yesgoddess.core.redis import redis_connection
 from yesgoddess.licensing import performance
 from yesgoddess.licensing.models import (
     License,
@@ -25,6 +26,7 @@ from yesgoddess.licensing.models import (
     LicenseUsageDailyAggregate,
     LicenseUsageThreshold,
 )
+from yesgoddess.licensing.performance import target_date
 from yesgoddess.royalties.models import RoyaltyLine, RoyaltyRun, RoyaltyStatement
 
 from .license_factories import make_asset, make_creator, make_license, make_user
@@ -461,7 +463,7 @@ def test_a_second_run_changes_nothing(snapshot_world):
     ],
 )
 def test_bad_dates_are_rejected(value, message):
-    with time_machine.travel(NOW, tick=False), pytest.raises(JobInputError, match=message):
+    with time_machine.travel(NOW, tick=False), pytest.raises(InvalidInput, match=message):
         target_date(value)
 
 

@@ -20,15 +20,16 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.api import enqueue, get_queue
-from jobs.errors import JobInputError
-from jobs.license_renewals import RenewalWorkflowError, run_renewal_workflow, send_renewal_confirmation
+from jobs.handlers.licenses import run_renewal_workflow, send_renewal_confirmation
 from jobs.registry import get_spec
 from yesgoddess.accounts.models import ApiToken
 from yesgoddess.analytics.models import Event
 from yesgoddess.assets.models import AssetStatus, IpOwnership
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.licensing import eligibility, expiry, pricing, renewal_workflow, renewals
 from yesgoddess.licensing.models import License, LicensePerformanceSnapshot, LicenseStatus, LicenseType, RenewalOffer
+from yesgoddess.licensing.renewal_workflow import RenewalWorkflowError
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
 
@@ -580,7 +581,7 @@ def queued_confirmations() -> list[int]:
 
 
 def test_confirmation_job_for_an_unknown_renewal_fails_once():
-    with pytest.raises(JobInputError, match="Renewal license 999999 does not exist"):
+    with pytest.raises(InvalidInput, match="Renewal license 999999 does not exist"):
         send_renewal_confirmation(renewal_id=999_999)
 
 

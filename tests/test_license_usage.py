@@ -17,7 +17,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from jobs.api import enqueue
-from jobs.license_usage import (
+from jobs.handlers.license_usage import (
     aggregate_usage,
     check_usage_thresholds,
     generate_usage_forecasts,

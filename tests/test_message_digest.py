@@ -15,9 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.api import enqueue
-from jobs.errors import JobInputError
-from jobs.messages import digest_context, send_message_digests, thread_summaries
+from jobs.handlers.email import send_message_digests
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.emailing.services import opt_out, suppress
+from yesgoddess.messaging.digest import digest_context, thread_summaries
 from yesgoddess.messaging.models import Message, MessageDigest, MessageThread
 from yesgoddess.messaging.services import (
     MessagingError,
@@ -218,7 +219,7 @@ def test_only_muted_or_read_leaves_nobody_to_email():
 def test_a_message_read_between_preparing_and_sending_is_not_reported():
     ana, bob = person("Ana"), person("Bob")
     thread = say(MONDAY - timedelta(hours=2), bob, [ana])
-    from jobs.messages import period_of, prepare_digests, send_digests
+    from yesgoddess.messaging.digest import period_of, prepare_digests, send_digests
 
     assert prepare_digests("DAILY", period_of("DAILY", MONDAY), MONDAY) == 1
     mark_thread_read(thread_id=thread.pk, user_id=ana.pk)
@@ -311,17 +312,17 @@ def test_a_digest_interrupted_mid_send_is_never_sent_again(flaky):
 
 
 def test_a_digest_that_cannot_be_built_fails_alone(monkeypatch):
-    import jobs.messages
+    from yesgoddess.messaging import digest as message_digest
 
     users = readers(3)
-    real = jobs.messages.build_digest
+    real = message_digest.build_digest
 
     def build(digest, threads):
         if digest.user_id == users[1].pk:
             raise ValueError("template broke")
         return real(digest, threads)
 
-    monkeypatch.setattr(jobs.messages, "build_digest", build)
+    monkeypatch.setattr(message_digest, "build_digest", build)
     result = digest()
     assert (result["sent"], result["failed"]) == (2, 1)
     assert MessageDigest.objects.get(user=users[1]).status == "FAILED"
@@ -359,7 +360,7 @@ def test_constant_queries_per_batch(settings):
 
 
 def test_bad_frequency_is_refused():
-    with pytest.raises(JobInputError):
+    with pytest.raises(InvalidInput):
         send_message_digests(frequency="HOURLY")
 
 

@@ -21,11 +21,11 @@ from rq import Worker
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from jobs.api import enqueue, get_queue, redis_connection
-from jobs.errors import JobInputError
-from jobs.notifications import deliver_notifications, send_notification_digest_batch, send_notification_digests
+from jobs.handlers.notifications import deliver_notifications, send_notification_digest_batch, send_notification_digests
 from jobs.registry import get_spec
 from jobs.rq_classes import JSONJob
 from jobs.schedule import SCHEDULE
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.emailing.models import SuppressionReason
 from yesgoddess.emailing.services import opt_out, suppress
 from yesgoddess.notifications import delivery, digest
@@ -362,7 +362,7 @@ def test_deliver_one_skips_rows_not_routed_to_email_and_retries_a_failed_one():
 
 
 def test_deliver_one_missing_id_is_bad_input():
-    with pytest.raises(JobInputError, match="Notification 987654 does not exist"):
+    with pytest.raises(InvalidInput, match="Notification 987654 does not exist"):
         deliver_notifications(notification_id=987_654)
 
 
@@ -564,7 +564,7 @@ def test_digest_job_fans_out_one_batch_job_per_n_users(settings):
 
 
 def test_digest_bad_frequency_is_bad_input():
-    with pytest.raises(JobInputError, match="frequency must be one of DAILY, WEEKLY"):
+    with pytest.raises(InvalidInput, match="frequency must be one of DAILY, WEEKLY"):
         send_notification_digests(frequency="HOURLY")
 
 
@@ -694,7 +694,7 @@ def test_digest_email_renders_with_what_the_job_passes():
 
 
 def test_sweep_queues_a_flush_only_when_emails_are_pending():
-    from jobs.notifications import sweep_notification_deliveries
+    from jobs.handlers.notifications import sweep_notification_deliveries
 
     nothing = {"stranded_sent": 0, "stranded_in_doubt": 0, "stranded_unattempted": 0}
     assert sweep_notification_deliveries() == {"pending": False, "flush_job": None, **nothing}

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.ownership import verify_ownership
+from jobs.handlers.asset_housekeeping import verify_ownership
 from yesgoddess.assets.models import IpAsset, IpOwnership, OwnershipFinding
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.creators.models import Creator

@@ -13,21 +13,16 @@ from django.core import mail
 from django.test import Client
 
 from jobs.api import get_queue, redis_connection
-from jobs.errors import JobInputError
-from jobs.projects import (
-    archive_email_context,
-    budget_range,
-    expire_projects,
-    match_creators,
-    match_email_context,
-    match_project_creators,
-)
+from jobs.handlers.projects import match_project_creators
 from jobs.rq_classes import JSONJob
 from yesgoddess.analytics.models import Event
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.creators.models import SPECIALTIES, Creator
 from yesgoddess.notifications.models import Notification, NotificationPreference
 from yesgoddess.notifications.services import render_email
+from yesgoddess.projects.expiry import archive_email_context, expire_projects
+from yesgoddess.projects.matching import budget_range, match_creators, match_email_context
 from yesgoddess.projects.models import MatchEmail, Project, ProjectMatch, ProjectStatus
 from yesgoddess.projects.services import (
     ASSET_TYPE_SPECIALTIES,
@@ -212,7 +207,7 @@ def test_deleted_project_is_not_matched():
 
 
 def test_unknown_project_id_is_a_clear_input_error():
-    with pytest.raises(JobInputError, match="Project 987654 does not exist"):
+    with pytest.raises(InvalidInput, match="Project 987654 does not exist"):
         match_project_creators(project_id=987_654)
 
 

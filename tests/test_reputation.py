@@ -16,9 +16,10 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
 from jobs.api import enqueue
-from jobs.reputation import alert_context, describe, monitor_email_reputation
+from jobs.handlers.email import monitor_email_reputation
 from yesgoddess.emailing.models import EmailEvent, EmailReputationMetric
 from yesgoddess.emailing.reputation import Figures, conditions, latest_is_critical
+from yesgoddess.emailing.reputation_alerts import alert_context, describe
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
 
@@ -290,9 +291,9 @@ def test_an_alert_email_that_could_not_go_out_is_sent_by_the_retry(admins, setti
 
 
 def test_bad_domain_argument_is_refused():
-    from jobs.errors import JobInputError
+    from yesgoddess.core.errors import InvalidInput
 
-    with pytest.raises(JobInputError):
+    with pytest.raises(InvalidInput):
         monitor_email_reputation(domain="  ")
 
 

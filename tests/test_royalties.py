@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import itertools
 import smtplib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jobs.api import enqueue
-from jobs.errors import JobInputError
-from jobs.royalties import calculate_royalties, notify_statements
+from jobs.handlers.royalties import calculate_royalties, notify_statements
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.licensing.models import LicenseStatus, LicenseUsageDailyAggregate
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import render_email
@@ -173,7 +174,7 @@ def test_shares_not_summing_fail_the_run_naming_the_asset_and_write_nothing(staf
     make_asset((ana, 10_000))
     make_license(asset=bad, start=utc(2026, 1, 1), end=utc(2026, 1, 31), fee_cents=1000)
     run = january(staff)
-    with pytest.raises(JobInputError, match=f"asset {bad.pk} sums to 9000 bps"):
+    with pytest.raises(InvalidInput, match=f"asset {bad.pk} sums to 9000 bps"):
         calculate_royalties(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "FAILED" and f"asset {bad.pk} sums to 9000 bps" in run.notes
@@ -240,9 +241,9 @@ def test_rerun_of_a_calculated_run_changes_nothing(staff):
 
 
 def test_unknown_run_fails_once_with_a_clear_message():
-    with pytest.raises(JobInputError, match="Royalty run 999999 does not exist"):
+    with pytest.raises(InvalidInput, match="Royalty run 999999 does not exist"):
         calculate_royalties(run_id=999_999)
-    with pytest.raises(JobInputError, match="does not exist"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         notify_statements(run_id=999_999)
 
 
@@ -250,8 +251,11 @@ def test_runs_refused_for_overlap_future_and_reversed_periods(staff):
     january(staff)
     with pytest.raises(RunRefused, match="overlaps run"):
         run_for(staff, date(2026, 1, 31), date(2026, 2, 27))
+    today = timezone.localdate()
+    with pytest.raises(RunRefused, match="must be over"):  # a period that ends today is not over yet
+        run_for(staff, today - timedelta(days=29), today)
     with pytest.raises(RunRefused, match="must be over"):
-        run_for(staff, date(2026, 11, 1), date(2026, 11, 30))
+        run_for(staff, today + timedelta(days=1), today + timedelta(days=30))
     with pytest.raises(RunRefused, match="before period_start"):
         run_for(staff, date(2026, 3, 1), date(2026, 2, 1))
     assert run_for(staff, date(2026, 2, 1), date(2026, 2, 28)).status == "DRAFT"
@@ -397,10 +401,10 @@ def test_api_refusals(client, staff):
     assert overlap.status_code == 409 and "overlaps" in overlap.json()["error"]
     future = client.post(
         "/api/royalty-runs/",
-        {"period_start": "2026-11-01", "period_end": "2026-12-31"},
+        {"period_start": str(timezone.localdate() - timedelta(days=10)), "period_end": str(timezone.localdate())},
         content_type="application/json",
     )
-    assert future.status_code == 400
+    assert future.status_code == 400 and "must be over" in future.json()["error"]
     bad = client.post("/api/royalty-runs/", {"period_start": "Jan"}, content_type="application/json")
     assert bad.status_code == 400 and "YYYY-MM-DD" in bad.json()["error"]
     assert client.get("/api/royalty-runs/999999/").status_code == 404

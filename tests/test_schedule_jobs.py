@@ -83,7 +83,9 @@ def test_concurrent_runs_leave_exactly_one_entry_per_row():
 
 def test_a_table_change_replaces_removes_and_creates_and_leaves_foreign_entries(monkeypatch):
     run()
-    foreign = django_rq.get_scheduler("default").cron("*/5 * * * *", func="jobs.system.ping", id="someone-else")
+    foreign = django_rq.get_scheduler("default").cron(
+        "*/5 * * * *", func="jobs.handlers.system.ping", id="someone-else"
+    )
     kept, changed = SCHEDULE[0], SCHEDULE[1]
     new_table = (
         kept,

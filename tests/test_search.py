@@ -17,10 +17,10 @@ from django.test import Client
 from django.utils import timezone
 
 from jobs.api import get_queue, redis_connection
-from jobs.errors import JobInputError
+from jobs.handlers.search import flush_failed, rebuild_search_index, update_search_item
 from jobs.registry import get_spec
-from jobs.search import flush_failed, rebuild_search_index, update_search_item
 from yesgoddess.blog.models import Post
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.search import pending, services
 from yesgoddess.search.models import SearchIndexFailure
 from yesgoddess.search.registry import SEARCHABLE
@@ -427,9 +427,9 @@ def test_per_item_job_for_operators(staff):
     a = asset("Operator pick")
     assert update_search_item(object_type="asset", object_id=a.pk) == {"changed": 1}
     assert ids(find(staff, q="operator")) == [("asset", a.pk)]
-    with pytest.raises(JobInputError):
+    with pytest.raises(InvalidInput):
         update_search_item(object_type="widget", object_id=1)
-    with pytest.raises(JobInputError):
+    with pytest.raises(InvalidInput):
         rebuild_search_index(object_type="widget")
 
 
@@ -489,7 +489,7 @@ def test_a_quiet_save_is_searchable_within_seconds(settings, background_worker, 
 
 def test_registry_entries():
     flush = get_spec("search-index-update")
-    assert flush.queue == "default" and flush.on_failure == "jobs.search.flush_failed"
+    assert flush.queue == "default" and flush.on_failure == "jobs.handlers.search.flush_failed"
     assert flush.required_arguments() == []
     assert get_spec("search-index-update.rebuild").queue == "scheduled"
     assert get_spec("search-index-update.item").required_arguments() == ["object_type", "object_id"]

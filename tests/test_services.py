@@ -9,8 +9,8 @@ import pyclamd
 from django.conf import settings
 from django.db import connection
 
-from jobs.api import redis_connection
 from jobs.management.commands.clamd_config import render_clamd_config
+from yesgoddess.core.redis import redis_connection
 
 # Assembled at run time so that no file in the repository carries the test signature.
 EICAR = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

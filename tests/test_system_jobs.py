@@ -10,8 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from jobs.handlers.system import cleanup_idempotency_keys, cleanup_notifications
 from jobs.runtime import execute
-from jobs.system import cleanup_idempotency_keys, cleanup_notifications
 from yesgoddess.core.models import IdempotencyKey
 from yesgoddess.notifications.models import Notification
 

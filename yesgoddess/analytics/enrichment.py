@@ -25,6 +25,15 @@ a Redis marker (`SET NX`, ANALYTICS_ENRICH_MAX_WAIT seconds) makes sure one flus
 queued, not one per event. A flush job deletes the marker when it starts, so events
 arriving while it runs queue the next flush; a flush that finds a full batch queues the
 next one before it starts working, so a second worker can take the following batch.
+
+The jobs (spec C §2.5, issue 11), one call each:
+- `analytics-jobs.enrich-events` (`flush_pending`): one flush of up to
+  ANALYTICS_ENRICH_BATCH pending events; queued by the events API (one per burst, never
+  one per event) and re-queued while events remain.
+- `analytics-jobs.enrich-sweep` (every 5 minutes, `sweep`): a safety net that queues a
+  flush when events are pending and none is queued (a flush lost with Redis, say).
+- `analytics-jobs.enrich-event` (`enrich_event`): one event by id, whatever its state
+  (operators, tests).
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from yesgoddess.assets.models import IpAsset
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.licensing.models import License
 
 log = logging.getLogger(__name__)
@@ -65,7 +75,8 @@ class PoisonEvent(ValueError):
 
 def ensure_flush_queued() -> bool:
     """Queue one flush job unless one is already queued; True if this call queued it."""
-    from jobs.api import enqueue, redis_connection
+    from jobs.api import enqueue
+    from yesgoddess.core.redis import redis_connection
 
     conn = redis_connection()
     if not conn.set(FLUSH_MARKER, "1", nx=True, ex=settings.ANALYTICS_ENRICH_MAX_WAIT):
@@ -87,7 +98,7 @@ def request_flush() -> None:
 
 def release_flush_marker() -> None:
     """Called by a flush job when it starts: from now on a new event queues the next flush."""
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     redis_connection().delete(FLUSH_MARKER)
 
@@ -398,7 +409,7 @@ class BatchResult:
 
 def _load_sessions(session_ids: Iterable[str]) -> dict[str, SessionPart]:
     """What each session brings to its events (one MGET), by session id."""
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     ids = sorted(set(session_ids))
     if not ids:
@@ -596,3 +607,21 @@ def enrich_event_by_id(event_id: int) -> BatchResult | None:
         if not rows:
             return None
         return enrich_rows(rows)
+
+
+def sweep() -> dict[str, int]:
+    """Queue a flush if events are pending and none is queued (the safety net)."""
+    pending = more_pending_than(0)
+    return {"pending": int(pending), "queued": int(pending and ensure_flush_queued())}
+
+
+def enrich_event(event_id: int) -> dict[str, int | str]:
+    """Enrich one event whatever its state; its counts, with the error of a poison event.
+    Raises Event.DoesNotExist for an unknown id."""
+    result = enrich_event_by_id(event_id)
+    if result is None:
+        raise InvalidInput(f"event {event_id} does not exist")
+    counts: dict[str, int | str] = dict(result.as_counts())
+    if result.errors:
+        counts["error"] = result.errors[event_id]
+    return counts

@@ -304,7 +304,7 @@ return #KEYS
 def remember_sessions(events: list[NewEvent]) -> None:
     """The first event of a session writes its context (start, referrer, campaign);
     every event keeps it alive for SESSION_TTL seconds."""
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     first: dict[str, NewEvent] = {}
     for event in events:

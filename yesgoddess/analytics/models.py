@@ -3,7 +3,7 @@ spec C §2.5-§2.7, §4.7, §4.8).
 
 Jobs of every domain record what happened as `Event` rows (`system_event`); clients post
 theirs to `POST /api/events/` (`yesgoddess.analytics.views`), which marks them
-`enrich_pending`. The batched enrichment (`jobs/analytics.py`) clears the flag in the same
+`enrich_pending`. The batched enrichment (`enrichment.py`) clears the flag in the same
 statement that merges the enrichment keys, so a pending event is exactly one that still
 needs it (partial index `event_enrich_pending_idx`). Events written by jobs are never
 pending: they carry ids only and have no user agent or session to enrich.

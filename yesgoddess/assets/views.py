@@ -11,12 +11,12 @@ from django.http import FileResponse, HttpRequest, JsonResponse
 from django.utils import timezone
 
 from jobs.api import enqueue
-from jobs.assets import enqueue_processing
 from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
 from yesgoddess.media.watermark import POSITIONS
 from yesgoddess.projects.models import Project
 
 from .models import AssetStatus, IpAsset, ScanStatus
+from .processing import enqueue_processing
 from .services import UploadRejected, accept_upload, asset_json, audit
 
 REGENERATABLE = ("thumbnails", "metadata", "preview", "variants")

@@ -5,6 +5,10 @@ conditional UPDATE (`WHERE status = 'SCHEDULED'`): of two publishers racing for 
 updates the row and the other finds it already published, so a post is published, its
 author notified and its search entry refreshed exactly once. The claim and the in-app
 notification commit together; the search mark follows the commit.
+
+The job scheduled-blog-publishing runs `publish_due_posts` every minute; with `post_id`
+it publishes that one post if it is due (the original's "publish-specific-post", for
+operators).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import notify
 from yesgoddess.search.services import mark_for_reindex
@@ -76,7 +81,10 @@ def publish_post(post_id: int, now: datetime) -> bool:
 
 
 def publish_due_posts(now: datetime | None = None, post_id: int | None = None) -> PublishReport:
-    """Publish every post due at `now`, oldest schedule first (or only `post_id`)."""
+    """Publish every post due at `now`, oldest schedule first (or only `post_id`, which
+    must exist: Post.DoesNotExist otherwise)."""
+    if post_id is not None and not Post.objects.filter(pk=post_id).exists():
+        raise InvalidInput(f"Post {post_id} does not exist.")
     now = now or timezone.now()
     report = PublishReport()
     after: tuple[datetime, int] | None = None

@@ -11,6 +11,9 @@
 - `campaign_message` builds one recipient's message: the campaign's template with the
   recipient's personalization, the List-Unsubscribe headers (RFC 8058 one-click), a
   Message-ID kept on the recipient and anymail tags/metadata for provider webhooks.
+
+What the batch jobs do with a campaign once it is sent (claim, send, pace, complete)
+is `sending`.
 """
 
 from __future__ import annotations

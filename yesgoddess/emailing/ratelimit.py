@@ -20,7 +20,7 @@ def wait_for_send_slot() -> float:
     limit = settings.EMAIL_RATE_LIMIT_PER_SECOND
     if limit <= 0:
         return 0.0
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     conn = redis_connection()
     waited = 0.0

@@ -21,7 +21,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -30,9 +30,10 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from jobs.sweeps import locked_batches
 from yesgoddess.analytics.models import Event, system_event
 from yesgoddess.assets.models import IpOwnership
+from yesgoddess.core.batches import locked_batches
+from yesgoddess.core.dates import start_of_day
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.core.money import dollars
 from yesgoddess.notifications.fanout import claim_setting, claimed_batches, deliver_rows, release
@@ -66,10 +67,6 @@ EXPIRING_SOON_DAYS = 30
 RE_ENGAGEMENT_AFTER = timedelta(days=30)
 RE_ENGAGEMENT_WINDOW = timedelta(days=7)
 NOTICE_RELATED = ("brand__user", "ip_asset")  # what every message reads of a license
-
-
-def start_of_day(moment: datetime) -> datetime:
-    return datetime.combine(moment.date(), time.min, tzinfo=moment.tzinfo)
 
 
 def long_date(value: datetime | date) -> str:

@@ -12,14 +12,21 @@ recomputing a day gives the same figures whenever it runs.
 - Revenue is what the licensed use earned: `DailyMetric.revenue_cents` of the license.
   Cost is what the brand pays: fee + royalties (`RoyaltyLine.calculated_royalty_cents`
   of LICENSE lines). ROI % = (revenue - cost) / cost x 100.
+
+The job `license-performance-metrics` runs `calculate` for one target day
+(`target_date`: yesterday, UTC, unless a past day is given): the metrics of every
+license in force in `metadata.performanceMetrics`, then the daily / weekly / monthly
+`LicensePerformanceSnapshot` rows ending on that day. Idempotent: a second run for the
+same day rewrites the same rows.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -27,6 +34,9 @@ from typing import Any
 
 from django.db import connection
 from django.utils import timezone
+
+from yesgoddess.core.errors import InvalidInput
+from yesgoddess.core.progress import Progress, no_progress
 
 from .metadata import merge_metadata
 from .models import IN_FORCE, License, LicensePerformanceSnapshot, LicenseStatus, LicenseType
@@ -48,8 +58,27 @@ LIVE_STATUSES = (
     LicenseStatus.PENDING_SIGNATURE,
 )
 GLOBAL_TERRITORY = "GLOBAL"
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-Progress = Callable[[int, int, str], None]
+
+class DateRefused(InvalidInput):
+    """A target day that cannot be computed; the message says why."""
+
+
+def target_date(value: str | None, *, now: datetime | None = None) -> date:
+    """The day to (re)compute: `value` (YYYY-MM-DD, not in the future), else yesterday (UTC)."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    if value is None:
+        return today - timedelta(days=1)
+    if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
+        raise DateRefused(f"date must be an ISO date (YYYY-MM-DD), got {value!r}.")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise DateRefused(f"date {value!r} is not a valid date ({exc}).") from None
+    if day > today:
+        raise DateRefused(f"date {value} is in the future (today is {today.isoformat()} UTC).")
+    return day
 
 
 def _territories(scope_json: str) -> str:
@@ -520,7 +549,7 @@ def iter_figures(sql: str, ctx: Context, extra: dict[str, Any] | None = None) ->
 # --- stage 1: every license in force ------------------------------------------------------
 
 
-def update_license_metrics(day: date, *, now: datetime | None = None, progress: Progress | None = None) -> int:
+def update_license_metrics(day: date, *, now: datetime | None = None, progress: Progress = no_progress) -> int:
     """Store `metadata.performanceMetrics` of every license in force (atomic merge, other
     keys kept). Queries: one count, then two per batch (figures, merge)."""
     now = now or timezone.now()
@@ -530,8 +559,7 @@ def update_license_metrics(day: date, *, now: datetime | None = None, progress: 
     for batch in iter_figures(IN_FORCE_FIGURES_SQL, ctx):
         merge_metadata({f.id: {"performanceMetrics": f.performance_metrics(now)} for f in batch})
         done += len(batch)
-        if progress:
-            progress(done, total, "per-license metrics")
+        progress(done, total, "per-license metrics")
     return done
 
 
@@ -779,21 +807,20 @@ def build_snapshot(period: Period, *, now: datetime | None = None) -> LicensePer
 # --- the whole run ------------------------------------------------------------------------
 
 
-def calculate(day: date, *, progress: Progress | None = None) -> dict[str, int]:
+def calculate(day: date, *, progress: Progress = no_progress) -> dict[str, int]:
     """Per-license metrics, then the daily / weekly / monthly snapshots ending on `day`.
 
     Progress: 0-70 % over the license batches, the rest shared by the snapshots."""
     now = timezone.now()
-    report = progress or (lambda done, total, note: None)
     periods = periods_for(day)
 
-    def license_progress(done: int, total: int, note: str) -> None:
-        report(70 * done // total if total else 70, 100, f"{note}: {done}/{total}")
+    def license_progress(done: int, total: int | None = None, note: str = "") -> None:
+        progress(70 * done // total if total else 70, 100, f"{note}: {done}/{total}")
 
-    report(0, 100, "per-license metrics")
+    progress(0, 100, "per-license metrics")
     licenses = update_license_metrics(day, now=now, progress=license_progress)
     for index, period in enumerate(periods):
-        report(70 + 30 * index // len(periods), 100, f"{period.granularity} snapshot")
+        progress(70 + 30 * index // len(periods), 100, f"{period.granularity} snapshot")
         build_snapshot(period, now=now)
-    report(100, 100, "done")
+    progress(100, 100, "done")
     return {"licenses": licenses, "snapshots": len(periods)}

@@ -1,8 +1,24 @@
-"""The phases of license-renewal-workflow (spec B §5.3, DECISIONS "Licenses"), run in
-order by `jobs.license_renewals`, and the renewal emails (spec D1-D3):
+"""license-renewal-workflow (spec B §5.3, DECISIONS "Licenses"), daily at 02:00 UTC, and
+the renewal emails (spec D1-D3). `run_workflow` runs the phases in order:
 
-`expire_stale_offers`, `create_due_offers`, `send_offer_emails`, `send_final_notices`,
-`send_renewal_confirmations`, `record_renewal_snapshot`.
+1. `expire_stale_offers`: expire PENDING offers past their expiry (so a license can be
+   offered again);
+2. `create_due_offers`: an offer for every eligible license in force within 90 days of
+   its end;
+3. `send_offer_emails`: the standalone offer email only where the 90-day expiry notice
+   (license-expiry-monitor) will not carry the offer; otherwise that notice does, so the
+   brand gets one email at the milestone;
+4. `send_final_notices`: the final notice at 7 days (+/- 1), once;
+5. `send_renewal_confirmations`: renewal confirmations that could not be sent at
+   acceptance (catch-up);
+6. `record_renewal_snapshot`: the renewal snapshot of the 30 days ending yesterday
+   (upserted).
+
+Auto-renewals are not run here: they belong to license-management (DECISIONS,
+`management.py`). Each phase runs even when an earlier one failed; a failed phase then
+fails the run (`RenewalWorkflowError`) so that the job is retried (every phase is
+idempotent: nothing is created or sent twice). `send_renewal_confirmation` is the
+confirmation of one accepted renewal, enqueued at acceptance.
 
 The emails go out through `yesgoddess.notifications.fanout`: a batch of license rows is
 locked FOR UPDATE SKIP LOCKED, the markers are set and committed, then the batch is sent;
@@ -14,7 +30,7 @@ does a retry after a crash. Logs and events carry ids only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -23,8 +39,10 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from jobs.sweeps import locked_batches
 from yesgoddess.analytics.models import Event, system_event
+from yesgoddess.core.batches import locked_batches
+from yesgoddess.core.dates import start_of_day
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.notifications.fanout import RowDelivery, claim_setting, claimed_batches, deliver_rows, release
 from yesgoddess.notifications.services import build_email
 
@@ -43,10 +61,6 @@ NINETY_DAY_NOTICE_DAYS = 89  # the expiry monitor's 90-day notice covers ends fr
 RENEWED_CHILD = (S.PENDING_APPROVAL, S.PENDING_SIGNATURE, S.ACTIVE, S.EXPIRING_SOON)
 CONFIRMATION_MARKER = "renewalConfirmationSentAt"  # in the renewal license's metadata
 CONFIRMATION_CATCH_UP = timedelta(days=7)
-
-
-def start_of_day(moment: datetime) -> datetime:
-    return datetime.combine(moment.astimezone(UTC).date(), time.min, tzinfo=UTC)
 
 
 # --- email context ------------------------------------------------------------------------------------
@@ -443,3 +457,54 @@ def record_renewal_snapshot(now: datetime) -> dict[str, int]:
         update_fields=["period_start", "period_end", "total_revenue_cents", "metrics", "calculated_at"],
     )
     return {"snapshot_expiring": total, "snapshot_renewed": renewed_count}
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+class RenewalWorkflowError(RuntimeError):
+    """One or more phases failed (each is logged); the others ran."""
+
+
+def phases() -> list[tuple[str, Callable[[datetime], Any]]]:
+    """(count name, phase) in the order they run; a phase returning a dict names its own counts."""
+    return [
+        ("offers_expired", expire_stale_offers),
+        ("offers", create_due_offers),
+        ("offer_emails", send_offer_emails),
+        ("final_notices", send_final_notices),
+        ("confirmations_sent", send_renewal_confirmations),
+        ("snapshot", record_renewal_snapshot),
+    ]
+
+
+def run_workflow(now: datetime | None = None) -> dict[str, int]:
+    """Run every phase in order; return their counts. A failed phase is logged and the
+    next ones still run; RenewalWorkflowError is raised at the end (phases are idempotent,
+    so the retry repeats nothing)."""
+    now = now or timezone.now()
+    counts: dict[str, int] = {}
+    failed: list[str] = []
+    for name, phase in phases():
+        try:
+            result = phase(now)
+        except Exception:
+            log.exception("license-renewal-workflow phase=%s failed", name)
+            failed.append(name)
+            continue
+        if isinstance(result, dict):
+            counts.update(result)
+        else:
+            counts[name] = result
+    if failed:
+        raise RenewalWorkflowError(f"phases failed: {', '.join(failed)} (counts so far: {counts})")
+    return counts
+
+
+def send_renewal_confirmation(renewal_id: int) -> int:
+    """The brand's confirmation of one accepted renewal (enqueued at acceptance), once;
+    how many were sent (0 or 1). Raises License.DoesNotExist when no renewal license has
+    this id."""
+    if not License.objects.filter(pk=renewal_id, parent_license__isnull=False).exists():
+        raise InvalidInput(f"Renewal license {renewal_id} does not exist.")
+    return send_renewal_confirmations(renewal_ids=[renewal_id])

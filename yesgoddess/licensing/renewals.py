@@ -6,8 +6,8 @@ offers, their acceptance, and auto-renewal.
   it into the renewal license (PENDING_APPROVAL: the creators must approve).
 - `auto_renew_due_licenses` is license-management's auto-renewal step (DECISIONS: it
   belongs there, not in the workflow); the system accepts on behalf of the brand.
-- The job `license-renewal-workflow` (`jobs.license_renewals`) runs the phases of
-  `renewal_workflow`: stale offers, due offers, the renewal emails, the snapshot.
+- `renewal_workflow` (the job `license-renewal-workflow`) runs the phases: stale
+  offers, due offers, the renewal emails, the snapshot.
 
 Logs and events carry ids only.
 """

@@ -1,10 +1,30 @@
 """License usage tracking (spec B §5.5, defects fixed): what its modules share.
 
-- `usage_events`: recording one usage event (the API's parsing and one INSERT);
+- `usage_events`: recording one usage event (the API's parsing and one INSERT), and
+  the weekly purge of old raw events;
 - `usage_aggregation`: the hourly daily aggregates and the licenses' usage counters;
 - `usage_thresholds`: periods, usage per threshold, warnings and overages;
 - `usage_forecasts`: forecasts and breach alerts.
-The jobs in `jobs/license_usage.py` are thin; the rules live in those modules.
+
+They run as five scheduled jobs (`license-usage-tracking.*`), each one call:
+
+- aggregate (hourly): events of yesterday and today -> daily aggregates, one statement
+  (`usage_aggregation.aggregate_daily_usage`).
+- thresholds (hourly, after aggregation): warnings at 50/75/90/100 % once per level per
+  period, overage rows above limit + grace (`usage_thresholds.check_all_thresholds`).
+- forecasts (03:00): one linear forecast per (license, usage type) and day
+  (`usage_forecasts.generate_forecasts`).
+- breach-alerts (09:00): brands whose usage is forecast to exceed a limit within 7 days,
+  in-app and by email, at most once per (license, usage type) per 7 days
+  (`usage_forecasts.send_breach_alerts`).
+- cleanup (Sundays): raw events older than USAGE_EVENT_RETENTION_DAYS (aggregates stay)
+  (`usage_events.purge_old_events`).
+
+Thresholds and forecasts go through the licenses in batches: a batch that fails is
+logged and the others still run; the run then raises `UsageBatchesFailed` at the end (so
+the job is retried), which is safe because every step is idempotent. Breach alerts stop
+at a mail-server error, after settling the batch's claims, and re-raise it: the retry
+sends only what was never attempted.
 
 Here: the aggregate column of each usage type, UTC days, and the late-event contract.
 The API accepts events no older than the start of yesterday (UTC, `earliest_reportable`),
@@ -52,3 +72,14 @@ def aggregation_window(now: datetime) -> tuple[date, date]:
     """(first day, day after the last) of the days a run re-aggregates: yesterday and
     today, plus the day before yesterday during the first hour after midnight."""
     return utc_today(now - LATE_EVENT_LOOKBACK), utc_today(now) + timedelta(days=1)
+
+
+class UsageBatchesFailed(RuntimeError):
+    """Some batches failed (each logged); the rest were processed."""
+
+
+def raise_if_batches_failed(run: str, counts: dict[str, int]) -> dict[str, int]:
+    """The counts of a batched run, or UsageBatchesFailed when any of its batches failed."""
+    if counts.get("errors"):
+        raise UsageBatchesFailed(f"{run}: {counts['errors']} batch(es) failed, see the log; counts {counts}")
+    return counts

@@ -1,5 +1,6 @@
 """Recording license usage events (spec B §5.5): the API body's validation
-(`parse_usage_report`) and `record_usage_event`.
+(`parse_usage_report`) and `record_usage_event`; and `purge_old_events`, the weekly
+cleanup of raw events older than USAGE_EVENT_RETENTION_DAYS (the daily aggregates stay).
 
 Recording is one INSERT (`ON CONFLICT (idempotency_key) DO NOTHING`): no job per event
 and no per-event UPDATE of the license row, which every writer of that license would
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+
+from yesgoddess.core.batches import delete_in_chunks
 
 from .models import LicenseUsageEvent, UsageType
 from .usage import earliest_reportable
@@ -179,3 +183,12 @@ def record_usage_event(
     if not same:
         raise IdempotencyConflict("This idempotency_key was already used for a different usage event.")
     return first.pk, first.occurred_at, False
+
+
+def purge_old_events(now: datetime | None = None) -> dict[str, int]:
+    """Delete raw usage events that occurred more than USAGE_EVENT_RETENTION_DAYS ago, in
+    chunks of about CLEANUP_BATCH_SECONDS. An event exactly that old is kept (strictly
+    older ones go), matching the spec's `occurredAt < now - 90 days`."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.USAGE_EVENT_RETENTION_DAYS)
+    old = LicenseUsageEvent.objects.filter(occurred_at__lt=cutoff)
+    return delete_in_chunks(old, settings.CLEANUP_BATCH_SECONDS).as_counts()

@@ -1,14 +1,17 @@
 """Usage forecasts and breach alerts (spec B §5.5: `license-usage-tracking.forecasts`
 and `.breach-alerts`).
 
-`forecast_batch` upserts one linear forecast per (license, usage type) and day (the maths:
-`project_usage`). `send_breach_alerts` tells a brand, in-app and by email, when a usage
+`generate_forecasts` (the forecasts job) runs `forecast_batch` over every eligible
+license, BATCH_LICENSES at a time (a failed batch is logged, the others run, and the run
+fails at the end); `forecast_batch` upserts one linear forecast per (license, usage type)
+and day (the maths: `project_usage`). `send_breach_alerts` tells a brand, in-app and by email, when a usage
 limit is forecast to be exceeded within 7 days, at most once per (license, usage type)
 per 7 days.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,14 +23,17 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
+from django.utils import timezone
 
 from yesgoddess.notifications.fanout import claimed_batches, deliver_rows, release
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import build_email
 
 from .models import IN_FORCE, LicenseUsageDailyAggregate, LicenseUsageForecast
-from .usage import TYPE_COLUMNS, utc_today
-from .usage_thresholds import ThresholdState, usage_url
+from .usage import TYPE_COLUMNS, raise_if_batches_failed, utc_today
+from .usage_thresholds import ThresholdState, license_batches, load_thresholds, usage_url
+
+log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 30
 FORECAST_METHOD = "LINEAR_REGRESSION"
@@ -293,7 +299,27 @@ def breach_notification(forecast: LicenseUsageForecast) -> Notification:
     )
 
 
-def send_breach_alerts(now: datetime) -> dict[str, int]:
+def generate_forecasts(now: datetime | None = None) -> dict[str, int]:
+    """Upsert today's forecast per (license, usage type) of every eligible license, batch
+    by batch; a failed batch is logged and the others still run, then
+    UsageBatchesFailed is raised."""
+    now = now or timezone.now()
+    today = utc_today(now)
+    counts = {"licenses": 0, "thresholds": 0, "generated": 0, "errors": 0}
+    for license_ids in license_batches(now):
+        try:
+            states = load_thresholds(license_ids, today)
+            counts["generated"] += forecast_batch(states, today, now)
+        except Exception:
+            log.exception("usage forecasts: batch of licenses %s..%s failed", license_ids[0], license_ids[-1])
+            counts["errors"] += 1
+            continue
+        counts["licenses"] += len(license_ids)
+        counts["thresholds"] += len(states)
+    return raise_if_batches_failed("forecasts", counts)
+
+
+def send_breach_alerts(now: datetime | None = None) -> dict[str, int]:
     """Alert the brands of today's forecast breaches, in claimed batches of
     EMAIL_BATCH_SIZE forecasts (`yesgoddess.notifications.fanout`).
 
@@ -305,6 +331,7 @@ def send_breach_alerts(now: datetime) -> dict[str, int]:
     (the next run tries again); one interrupted mid-send keeps it. The delivery error
     is then re-raised so that the job retries.
     """
+    now = now or timezone.now()
     counts = {"candidates": 0, "alerts": 0, "emails_sent": 0, "emails_refused": 0}
 
     def claim(rows: list[LicenseUsageForecast]) -> list[LicenseUsageForecast]:

@@ -16,11 +16,14 @@ license: recorded, no fee, and approval (review) required. Approval is also requ
 a fee above $100. The brand is told once per overage row (`notified_at`, claimed).
 Rows a human already moved on (APPROVED, BILLED, DISPUTED) are no longer changed.
 
+`check_all_thresholds` is the job's run: every eligible license, BATCH_LICENSES at a
+time (a failed batch is logged, the others run, and the run fails at the end).
 `ThresholdState`, `license_batches` and `load_thresholds` also feed the forecasts.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,11 +31,14 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
 from yesgoddess.notifications.models import Notification
 
 from .models import IN_FORCE, License, LicenseUsageThreshold
-from .usage import TYPE_COLUMNS, utc_today
+from .usage import TYPE_COLUMNS, raise_if_batches_failed, utc_today
+
+log = logging.getLogger(__name__)
 
 Period = LicenseUsageThreshold.Period
 
@@ -390,3 +396,24 @@ def check_thresholds_batch(states: list[ThresholdState], now: datetime) -> dict[
                 counts["overage_notices"] += 1
         Notification.objects.bulk_create(notices)
     return counts
+
+
+def check_all_thresholds(now: datetime | None = None) -> dict[str, int]:
+    """Warnings and overages for every eligible license, batch by batch; a failed batch
+    is logged and the others still run, then UsageBatchesFailed is raised."""
+    now = now or timezone.now()
+    today = utc_today(now)
+    counts = {"licenses": 0, "checked": 0, "warnings": 0, "overages_created": 0, "overages_updated": 0}
+    counts |= {"overage_notices": 0, "errors": 0}
+    for license_ids in license_batches(now):
+        try:
+            states = load_thresholds(license_ids, today)
+            for key, value in check_thresholds_batch(states, now).items():
+                counts[key] += value
+        except Exception:
+            log.exception("usage thresholds: batch of licenses %s..%s failed", license_ids[0], license_ids[-1])
+            counts["errors"] += 1
+            continue
+        counts["licenses"] += len(license_ids)
+        counts["checked"] += len(states)
+    return raise_if_batches_failed("thresholds", counts)

@@ -14,7 +14,11 @@ is sent), sends them over one connection per EMAIL_BATCH_SIZE and records each o
 - left SENDING, with `email_error` saying so, when the connection broke while it was
   being sent: it may have gone out, so it is never sent again.
 
-The same code delivers a single notification by id (operators, tests).
+The job notification-delivery runs `flush_and_requeue` (without arguments: the flush,
+queued deduplicated by `notify()` after commit, and re-queued while pending rows remain)
+or `deliver_one` (with `notification_id`: exactly that notification, for operators and
+tests). notification-delivery.sweep runs `sweep`, a safety net for a flush that was never
+queued or failed for good, which also settles rows a killed worker left claimed.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from jobs.api import release_own_dedup
 from yesgoddess.emailing.models import EmailSuppression
 from yesgoddess.emailing.services import normalise
 
 from .fanout import claimed_batches, deliver, journal_outcomes
 from .models import EmailStatus, Notification
-from .services import build_email
+from .services import FLUSH_DEDUP_KEY, FLUSH_JOB, build_email, schedule_flush
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +205,37 @@ def _settle(batch: list[Notification], result: Any) -> None:
 def flush(limit: int | None = None) -> dict[str, int]:
     """Email up to `limit` (NOTIFICATION_DELIVERY_BATCH) pending notifications."""
     return deliver_pending(pending(), limit=limit or settings.NOTIFICATION_DELIVERY_BATCH)
+
+
+def release_flush_marker() -> None:
+    """Let the next `notify()` queue a new flush while this one runs.
+
+    `notify()` asks for a flush after its rows are committed. Until this flush has
+    released the deduplication marker, such a request returns this job, which has not
+    claimed yet and so will see those rows; from the release on, a request queues a new
+    flush. Either way no pending row is left without a flush coming for it."""
+    release_own_dedup(FLUSH_JOB, FLUSH_DEDUP_KEY)
+
+
+def flush_and_requeue() -> dict[str, Any]:
+    """The flush job: release its marker, email one batch of pending notifications, and
+    queue the next flush while some remain."""
+    release_flush_marker()
+    counts: dict[str, Any] = flush()
+    counts["requeued"] = pending().exists()
+    if counts["requeued"]:
+        schedule_flush()
+    return counts
+
+
+def sweep() -> dict[str, Any]:
+    """The safety net: `notify()` queues the flush after commit; if that failed (Redis
+    unreachable at that moment) or the flush failed for good, pending rows would wait for
+    the next notification. Settle the rows a killed worker left claimed (from the send
+    journal), then queue a flush if any row is pending."""
+    recovered = recover_stranded()
+    is_pending = pending().exists()
+    return {"pending": is_pending, "flush_job": schedule_flush() if is_pending else None, **recovered}
 
 
 def deliver_one(notification_id: int) -> dict[str, Any] | None:

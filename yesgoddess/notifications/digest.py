@@ -8,8 +8,11 @@ per period, covering what was created since the last digest sent to that user.
    (or in doubt) to the user ended, else one day (one week) back, and ends now. The row
    is unique per (user, frequency, period): a second run in the same day (ISO week)
    prepares nothing.
-2. `batch_ranges` splits the period's PENDING rows into id ranges; the cron job enqueues
-   one job per range (`send_digest_batch`), so a retry repeats one batch only.
+2. `batch_ranges` splits the period's PENDING rows into id ranges of
+   NOTIFICATION_DIGEST_BATCH users; `schedule_digest_batches` (the cron job
+   notification-digest, `frequency` DAILY at 09:00, WEEKLY Mondays at 09:00) prepares the
+   period and enqueues one `notification-digest.batch` job per range
+   (`send_digest_batch`), so a retry repeats one batch only.
 3. `send_digest_batch` claims rows with the fan-out pattern (marked SENDING and committed
    before sending), reads all their notifications in one query, sends over one SMTP
    connection per EMAIL_BATCH_SIZE with List-Unsubscribe headers (category `digests`),
@@ -20,7 +23,6 @@ per period, covering what was created since the last digest sent to that user.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from jobs.api import enqueue
+from yesgoddess.core.progress import Progress, no_progress
 from yesgoddess.emailing.models import EmailCategory
 from yesgoddess.emailing.services import blocked, list_unsubscribe_headers, normalise, unsubscribe_url
 
@@ -40,6 +44,7 @@ from .services import build_email
 log = logging.getLogger(__name__)
 
 TEMPLATE = "notification_digest"
+BATCH_JOB = "notification-digest.batch"
 WINDOW = {DigestFrequency.DAILY: timedelta(days=1), DigestFrequency.WEEKLY: timedelta(days=7)}
 # Digest statuses after which the digest may have reached the user: the next window starts
 # where theirs ended (a digest in doubt is never repeated).
@@ -168,6 +173,23 @@ ORDER BY x.digest_id, x.created_at DESC
 """
 
 
+def schedule_digest_batches(frequency: str, now: datetime | None = None) -> dict[str, Any]:
+    """Prepare this period's digests, then enqueue one batch job per
+    NOTIFICATION_DIGEST_BATCH users (deduplicated per range: a re-run queues nothing twice)."""
+    key, prepared = prepare_digests(frequency, now or timezone.now())
+    ranges = batch_ranges(frequency, key, settings.NOTIFICATION_DIGEST_BATCH)
+    for first_id, last_id in ranges:
+        enqueue(
+            BATCH_JOB,
+            dedup_key=f"{frequency}-{key}-{first_id}-{last_id}",
+            frequency=frequency,
+            period_key=key,
+            first_id=first_id,
+            last_id=last_id,
+        )
+    return {"frequency": frequency, "period": key, "prepared": prepared, "batches": len(ranges)}
+
+
 def when(moment: datetime) -> str:
     """ "Mar 2, 08:00 UTC" (formatted here: the template's date filter is a tenth of the
     time spent on a digest)."""
@@ -221,7 +243,7 @@ def send_digest_batch(
     key: str,
     first_id: int,
     last_id: int,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: Progress = no_progress,
 ) -> dict[str, int]:
     """Send the PENDING digests of the period with ids in [first_id, last_id], each at most
     once; return the counts. A delivery error is re-raised once the batch is settled."""
@@ -232,7 +254,8 @@ def send_digest_batch(
     ).select_related("user")
     sections: dict[int, list[dict[str, Any]]] = {}
     processed = 0
-    total = due.count() if progress is not None else None
+    # The count is one more query: only made when someone listens.
+    total = due.count() if progress is not no_progress else None
 
     def claim(rows: list[NotificationDigest]) -> list[NotificationDigest]:
         nonlocal processed
@@ -269,8 +292,7 @@ def send_digest_batch(
         _settle(batch, result, broken)
         counts["failed"] += len(broken)
         result.tally(counts)
-        if progress is not None:
-            progress(processed, total)
+        progress(processed, total)
         result.raise_error()
     return counts
 

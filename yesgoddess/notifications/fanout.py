@@ -14,8 +14,9 @@ The pattern, per batch of recipient rows:
 3. The caller confirms what went out and releases the markers of what was never
    attempted, then re-raises the delivery error so RQ retries: the retry sends only the
    rest. A message in doubt keeps its marker: a crash may lose a message, never send one
-   twice. (`jobs.sweeps.locked_batches` keeps the transaction open while sending instead,
-   so a crash mid-batch re-sends that batch; fine for idempotent work, not for email.)
+   twice. (`yesgoddess.core.batches.locked_batches` keeps the transaction open while
+   sending instead, so a crash mid-batch re-sends that batch; fine for idempotent work,
+   not for email.)
 
 A worker killed mid-batch leaves its rows claimed; messages built with a `journal_key`
 can be recovered exactly (`journal_outcomes`: sent, in doubt, or never attempted).
@@ -287,7 +288,7 @@ def _journal_name(state: str, key: str) -> str:
 
 def _write_journal(names: list[str]) -> None:
     """Set the journal keys `names` (one round trip)."""
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     with redis_connection().pipeline(transaction=False) as pipe:
         for name in names:
@@ -299,7 +300,7 @@ def journal_outcomes(keys: Sequence[str]) -> dict[str, str]:
     """For each journal key: "sent", "in_doubt" or "unattempted" (one MGET)."""
     if not keys:
         return {}
-    from jobs.api import redis_connection
+    from yesgoddess.core.redis import redis_connection
 
     names = [f"fanout:{state}:{key}" for key in keys for state in (ATTEMPTED, ACCEPTED)]
     values = redis_connection().mget(names)

@@ -2,7 +2,9 @@
 
 `change_status` is the one way a view or service moves a project: it validates the
 move, writes an audit row, and when the project becomes ACTIVE enqueues
-project-match-creators (after commit, deduplicated per project).
+project-match-creators (after commit, deduplicated per project). The asset type ->
+specialty mapping lives here; the matching workflow that applies it is
+`yesgoddess.projects.matching`.
 """
 
 from __future__ import annotations

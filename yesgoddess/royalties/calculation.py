@@ -35,8 +35,10 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from yesgoddess.assets.models import IpOwnership
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.core.money import dollars
+from yesgoddess.core.progress import Progress, no_progress
 from yesgoddess.creators.models import Creator
 from yesgoddess.licensing.models import License, LicenseStatus, LicenseUsageDailyAggregate
 
@@ -51,7 +53,7 @@ FULL_SHARE_BPS = 10_000
 EARNING_STATUSES = (LicenseStatus.ACTIVE, LicenseStatus.EXPIRING_SOON, LicenseStatus.EXPIRED, LicenseStatus.RENEWED)
 
 
-class OwnershipSplitError(ValueError):
+class OwnershipSplitError(InvalidInput):
     """Ownership shares of an asset with revenue do not sum to 10,000 bps."""
 
 
@@ -315,18 +317,18 @@ def finish(calc: Calculation, statements: int, actor_id: int | None, now: dateti
     )
 
 
-def calculate(run_id: int, actor_id: int | None, progress: Any = None) -> dict[str, int]:
-    """Calculate one run in one transaction (the caller holds the run's Redis lock)."""
-    report = progress or (lambda done, total, note: None)
+def calculate(run_id: int, actor_id: int | None, progress: Progress = no_progress) -> dict[str, int]:
+    """Calculate one run in one transaction (the caller holds the run's Redis lock:
+    `services.calculate_once`)."""
     with transaction.atomic():
         run = RoyaltyRun.objects.select_for_update().get(pk=run_id)
-        report(1, 4, "licenses and usage")
+        progress(1, 4, "licenses and usage")
         calc = compute_lines(run)
-        report(2, 4, "statements")
+        progress(2, 4, "statements")
         statements = write_statements(calc)
-        report(3, 4, "totals")
+        progress(3, 4, "totals")
         finish(calc, statements, actor_id, timezone.now())
-    report(4, 4, "done")
+    progress(4, 4, "done")
     return {
         "run_id": run_id,
         "licenses": calc.licenses,

@@ -1,16 +1,32 @@
-"""Royalty run lifecycle shared by the API and the jobs: create, claim for calculation,
-record a failure, lock."""
+"""Royalty run lifecycle shared by the API and the jobs (spec C §2.1; DECISIONS
+"Royalties"): create, calculate once, record a failure, lock.
+
+`calculate_once` is the royalty-calculation job: a run is calculated once. A CALCULATED
+(or LOCKED) run is left alone, a FAILED one is recalculated, and a second worker on the
+same run steps aside (a Redis lock per run). A calculation that fails marks the run
+FAILED with the reason (`mark_failed`, also the job's final-failure hook: a worker
+killed mid-run) and the error goes on to the job: shares that do not sum to 10,000 bps
+(`calculation.OwnershipSplitError`) are bad data that a retry cannot fix, anything else
+is retried. The statement emails are `statements.py`.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
+from yesgoddess.core.progress import Progress, no_progress
+from yesgoddess.core.redis import redis_connection
 
+from . import calculation
 from .models import RoyaltyRun, RoyaltyStatement
+
+log = logging.getLogger(__name__)
 
 
 class RunRefused(ValueError):
@@ -45,6 +61,44 @@ def create_run(start: date, end: date, created_by_id: int) -> RoyaltyRun:
                 f"({timezone.localdate(clash.period_start)} to {timezone.localdate(clash.period_end)})."
             )
         return RoyaltyRun.objects.create(period_start=period_start, period_end=period_end, created_by_id=created_by_id)
+
+
+def existing_run(run_id: int) -> RoyaltyRun:
+    """The run; RoyaltyRun.DoesNotExist, with a message naming it, when there is none."""
+    run = RoyaltyRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise InvalidInput(f"Royalty run {run_id} does not exist.")
+    return run
+
+
+def run_lock_key(run_id: int) -> str:
+    return f"lock:royalty-run:{run_id}"
+
+
+def calculate_once(
+    run_id: int, user_id: int | None = None, *, lock_seconds: int, progress: Progress = no_progress
+) -> dict[str, int]:
+    """Calculate the run unless it is calculated already or being calculated; a failure
+    marks it FAILED and is re-raised (see the module doc). `lock_seconds` is how long an
+    attempt may hold the run: the lock outlives any attempt, and a killed worker's ends."""
+    existing_run(run_id)
+    lock = redis_connection().lock(run_lock_key(run_id), timeout=lock_seconds)
+    if not lock.acquire(blocking=False):
+        log.warning("royalty run %s is being calculated by another worker", run_id)
+        return {"run_id": run_id, "skipped_locked": 1}
+    try:
+        if claim_for_calculation(run_id) is None:
+            return {"run_id": run_id, "already_calculated": 1}
+        try:
+            return calculation.calculate(run_id, user_id, progress=progress)
+        except calculation.OwnershipSplitError as exc:
+            mark_failed(run_id, str(exc))  # the message names the assets: shown as is
+            raise
+        except Exception as exc:
+            mark_failed(run_id, f"{type(exc).__name__}: {exc}")
+            raise
+    finally:
+        lock.release()
 
 
 def claim_for_calculation(run_id: int) -> RoyaltyRun | None:

@@ -11,9 +11,10 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 
-from jobs.api import enqueue, redis_connection
+from jobs.api import enqueue
 from jobs.rq_classes import JSONJob
 from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
+from yesgoddess.core.redis import redis_connection
 
 from . import services
 from .models import RoyaltyRun

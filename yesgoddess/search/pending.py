@@ -31,7 +31,7 @@ from functools import cache
 from django.conf import settings
 from redis.commands.core import Script
 
-from jobs.api import redis_connection
+from yesgoddess.core.redis import redis_connection
 
 PENDING = "search:pending"
 LEASE_SEQ = "search:lease-seq"

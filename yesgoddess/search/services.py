@@ -9,8 +9,12 @@ per type and batch, and writes only rows whose vector really changes.
   SEARCH_UPDATE_BATCH pending objects, one UPDATE per type, records poison objects
   (`SearchIndexFailure`) without blocking the rest, acks, and queues the next flush
   while objects remain (at once, so a second worker can take the next batch).
+- `recover_failed_flush()`: a flush that failed for good (an error after its retries, or
+  its worker died) leaves its objects leased, not removed: one flush is queued for when
+  the earliest lease ends, which takes them again.
+- `update_object(type, id)`: one object now, for operators (and tests).
 - `rebuild(types)`: primary-key batches sized by time (SEARCH_REBUILD_BATCH_MS), each
-  UPDATE its own short transaction.
+  UPDATE its own short transaction (the weekly rebuild, Sundays 03:00).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -27,6 +31,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from jobs.api import enqueue
+from yesgoddess.core.progress import Progress, no_progress
 
 from . import pending
 from .models import SearchIndexFailure
@@ -231,6 +236,15 @@ def _follow_up(counts: dict[str, int]) -> None:
         counts["recovery"] = int(ensure_recovery(state.seconds_to_next_lease_end + 1))
 
 
+def recover_failed_flush(job_id: str, error: str) -> None:
+    """After a flush failed for good: make sure its leased objects are looked at again
+    when their lease ends."""
+    state = pending.status()
+    if state.total:
+        ensure_recovery(state.seconds_to_next_lease_end + 1)
+    log.warning("search flush %s failed for good (%s); %d objects pending", job_id, error[:200], state.total)
+
+
 def update_object(object_type: str, object_id: int) -> dict[str, int]:
     """Reindex one object now (the per-item job); raises ValueError on a poison row."""
     spec = get_search_spec(object_type)
@@ -273,9 +287,10 @@ def rebuild(
     types: Sequence[str] | None = None,
     *,
     target_seconds: float | None = None,
-    progress: Callable[[int, str], None] | None = None,
+    progress: Progress = no_progress,
 ) -> RebuildReport:
-    """Recompute every vector of `types` (all by default), walking primary keys."""
+    """Recompute every vector of `types` (all by default), walking primary keys; the rows
+    done so far are reported to `progress` after each batch (no total: not counted)."""
     target = target_seconds if target_seconds is not None else settings.SEARCH_REBUILD_BATCH_MS / 1000
     report = RebuildReport()
     for spec in [get_search_spec(t) for t in types] if types else SEARCHABLE.values():
@@ -283,9 +298,7 @@ def rebuild(
     return report
 
 
-def _rebuild_type(
-    spec: SearchSpec, target: float, report: RebuildReport, progress: Callable[[int, str], None] | None
-) -> int:
+def _rebuild_type(spec: SearchSpec, target: float, report: RebuildReport, progress: Progress) -> int:
     bound_sql = f"SELECT max(id), count(*) FROM (SELECT id FROM {spec.table} WHERE id > %s ORDER BY id LIMIT %s) b"
     update_sql = _update_sql(spec, "t.id > %s AND t.id <= %s")
     cursor_id, size, changed = 0, REBUILD_START_ROWS, 0
@@ -316,8 +329,7 @@ def _rebuild_type(
         changed += batch_changed
         report.longest_statement_s = max(report.longest_statement_s, elapsed)
         cursor_id = upper
-        if progress is not None:
-            progress(report.rows, spec.key)
+        progress(report.rows, None, spec.key)
         # Aim the next batch at the target duration; change at most 4x per step.
         scale = target / elapsed if elapsed > 0 else 4.0
         size = int(min(REBUILD_MAX_ROWS, max(REBUILD_MIN_ROWS, size * min(4.0, max(0.25, scale)))))
