@@ -136,7 +136,12 @@ def _claim_dedup(conn: Redis, marker: str, new_id: str, ttl: int) -> str | None:
 
 
 def _push(
-    spec: JobSpec, kwargs: dict[str, Any], job_id: str, depends_on: list[str] | None, delay: float | None
+    spec: JobSpec,
+    kwargs: dict[str, Any],
+    job_id: str,
+    depends_on: list[str] | None,
+    delay: float | None,
+    meta: dict[str, Any] | None = None,
 ) -> None:
     queue = get_queue(spec.queue)
     options: dict[str, Any] = {
@@ -152,7 +157,7 @@ def _push(
         # that depends on others checks the state it needs itself, and is never left
         # deferred forever because a dependency failed.
         "depends_on": Dependency(jobs=depends_on, allow_failure=True) if depends_on else None,
-        "meta": {"job_name": spec.name},
+        "meta": {**(meta or {}), "job_name": spec.name},
     }
     if delay:
         job = queue.create_job(EXECUTE, args=(spec.name,), kwargs=kwargs, **options)
@@ -168,8 +173,10 @@ def submit(
     dedup_key: str | None = None,
     depends_on: list[str] | None = None,
     delay: float | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
-    """Enqueue `spec` (after commit); return (job id, whether a new job was created)."""
+    """Enqueue `spec` (after commit); return (job id, whether a new job was created).
+    `meta`: JSON values stored in the job's meta (the framework's own tags)."""
     check_arguments(spec, kwargs)
     in_transaction = transaction.get_connection().in_atomic_block
     if not in_transaction:
@@ -183,13 +190,13 @@ def submit(
         if existing is not None:
             return existing, False
     if not in_transaction:
-        _push(spec, kwargs, job_id, depends_on, delay)
+        _push(spec, kwargs, job_id, depends_on, delay, meta)
         return job_id, True
 
     def push_after_commit() -> None:
         if marker is not None:
             _pending.job_ids.pop(marker, None)
-        _push(spec, kwargs, job_id, depends_on, delay)
+        _push(spec, kwargs, job_id, depends_on, delay, meta)
 
     if marker is not None:
         _pending.job_ids[marker] = job_id

@@ -19,6 +19,7 @@ from rq.job import Job
 
 from yesgoddess.core.errors import InvalidInput
 
+from . import cron_runs
 from .errors import JobInputError
 from .registry import JOBS, get_spec
 
@@ -49,6 +50,9 @@ def execute(job_name: str, /, **kwargs: Any) -> Any:
     started = time.monotonic()
     outcome = "failed"
     result: Any = None
+    cron_entry = job.meta.get(cron_runs.META_KEY) if job is not None else None
+    if cron_entry:
+        cron_runs.run_started(cron_entry, job_id, timezone.now())
     try:
         result = spec.function(**kwargs)
         outcome = "ok"
@@ -66,13 +70,16 @@ def execute(job_name: str, /, **kwargs: Any) -> Any:
             outcome = "failed-will-retry"
         raise
     finally:
+        duration_ms = (time.monotonic() - started) * 1000
+        if cron_entry:
+            cron_runs.run_ended(cron_entry, job_id, outcome, round(duration_ms), timezone.now())
         close_old_connections()
         log.info(
             "job=%s id=%s outcome=%s duration_ms=%.1f %s",
             job_name,
             job_id,
             outcome,
-            (time.monotonic() - started) * 1000,
+            duration_ms,
             _counts(result),
         )
 
@@ -112,7 +119,9 @@ def dispatch_scheduled(job_name: str, kwargs: dict[str, Any], entry_id: str) -> 
     and TTLs. Deduplicated per entry, so a run still queued or running is not doubled."""
     from .api import submit
 
-    job_id, created = submit(get_spec(job_name), kwargs, dedup_key=f"cron-{entry_id}")
+    job_id, created = submit(
+        get_spec(job_name), kwargs, dedup_key=f"cron-{entry_id}", meta={cron_runs.META_KEY: entry_id}
+    )
     if not created:
         log.warning("cron=%s skipped: previous run %s still queued or running", entry_id, job_id)
     return {"job_id": job_id, "enqueued": created}

@@ -108,10 +108,12 @@ class Delivery:
         if self.error is not None:
             raise self.error
 
-    def tally(self, counts: dict[str, int]) -> None:
-        """Add this delivery's outcomes to a job's counts (sent, refused, unsent, in_doubt)."""
+    def tally(self, counts: dict[str, int], prefix: str = "") -> None:
+        """Add this delivery's outcomes to a job's counts (sent, refused, unsent, in_doubt,
+        each name after `prefix`)."""
         for outcome in ("sent", "refused", "unsent", "in_doubt"):
-            counts[outcome] = counts.get(outcome, 0) + len(getattr(self, outcome))
+            key = prefix + outcome
+            counts[key] = counts.get(key, 0) + len(getattr(self, outcome))
 
 
 def deliver(messages: Sequence[EmailMessage | None]) -> Delivery:

@@ -110,10 +110,7 @@ def send_archive_notices(now: datetime) -> dict[str, int]:
         result = deliver([build_email("project_archived", p.brand.user.email, archive_email_context(p)) for p in batch])
         if result.unsent:  # never attempted: release the marker for the retry
             Project.objects.filter(pk__in=[batch[i].pk for i in result.unsent]).update(archived_notice_sent_at=None)
-        counts["emails_sent"] += len(result.sent)
-        counts["emails_refused"] += len(result.refused)
-        counts["emails_unsent"] += len(result.unsent)
-        counts["emails_in_doubt"] += len(result.in_doubt)
+        result.tally(counts, prefix="emails_")
         result.raise_error()
     return counts
 

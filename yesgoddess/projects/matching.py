@@ -164,10 +164,7 @@ def notify_matches(
         ]
         result = deliver(messages)
         settle_matches(batch, result.sent, result.refused, result.unsent, now)
-        counts["emails_sent"] += len(result.sent)
-        counts["emails_refused"] += len(result.refused)
-        counts["emails_unsent"] += len(result.unsent)
-        counts["emails_in_doubt"] += len(result.in_doubt)
+        result.tally(counts, prefix="emails_")
         result.raise_error()
     return counts
 
