@@ -15,8 +15,10 @@ import inspect
 import json
 import math
 import threading
+import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,13 +27,14 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import WatchError
 from rq import Callback, Queue, get_current_job
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Dependency, JobStatus
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from yesgoddess.core.redis import redis_connection
 
-from .registry import JOBS, RESERVED_ARGUMENTS, JobSpec, get_spec
+from .registry import JOBS, QUEUES, RESERVED_ARGUMENTS, JobSpec, get_spec
 from .rq_classes import JSONJob
 
 EXECUTE = "jobs.runtime.execute"
@@ -164,6 +167,7 @@ def _push(
         queue.schedule_job(job, timezone.now() + timedelta(seconds=delay))
     else:
         queue.enqueue_call(EXECUTE, args=(spec.name,), kwargs=kwargs, **options)
+    _index_by_object(job_id, kwargs, keep_seconds=max(options["result_ttl"], options["failure_ttl"]))
 
 
 def submit(
@@ -249,3 +253,129 @@ def release_own_dedup(name: str, dedup_key: str) -> None:
     job = get_current_job()
     if job is not None:
         redis_connection().eval(_RELEASE_MARKER, 1, _dedup_marker(get_spec(name), dedup_key), job.id)
+
+
+# --- jobs by object: what ran for asset 5 -----------------------------------------------
+# Every pushed job is filed under each `<name>_id` argument it carries (a sorted set per
+# argument and value, newest first, the last OBJECT_INDEX_KEEP kept), so an admin page can
+# show an object's jobs and their state without walking RQ's registries.
+OBJECT_INDEX_PREFIX = "jobs:by-arg:"
+OBJECT_INDEX_KEEP = 50
+
+
+def _object_index_key(argument: str, value: int | str) -> str:
+    return f"{OBJECT_INDEX_PREFIX}{argument}:{value}"
+
+
+def object_arguments(kwargs: dict[str, Any]) -> dict[str, int | str]:
+    """The arguments of a job that name an object: `<name>_id` with an int or str value."""
+    return {
+        name: value
+        for name, value in kwargs.items()
+        if name.endswith("_id") and isinstance(value, (int, str)) and not isinstance(value, bool)
+    }
+
+
+def _index_by_object(job_id: str, kwargs: dict[str, Any], keep_seconds: int) -> None:
+    objects = object_arguments(kwargs)
+    if not objects:
+        return
+    now = time.time()
+    with redis_connection().pipeline(transaction=False) as pipe:
+        for argument, value in objects.items():
+            key = _object_index_key(argument, value)
+            pipe.zadd(key, {job_id: now})
+            pipe.zremrangebyrank(key, 0, -OBJECT_INDEX_KEEP - 1)
+            # The index outlives the jobs filed in it (failed jobs are kept the longest).
+            pipe.expire(key, max(keep_seconds, settings.JOB_DEFAULT_FAILURE_TTL))
+        pipe.execute()
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job as an operator sees it: what, where, how it stands, and why it failed."""
+
+    id: str
+    name: str | None
+    queue: str
+    status: str
+    kwargs: dict[str, Any]
+    enqueued_at: datetime | None
+    ended_at: datetime | None
+    error: str | None  # the last line of the traceback of a failed job
+    progress: dict[str, Any] | None
+
+
+def summarize(job: JSONJob) -> JobSummary:
+    raw_status = job.get_status(refresh=False)
+    status = str(getattr(raw_status, "value", raw_status) or "unknown")
+    error = None
+    if status == JobStatus.FAILED:
+        result = job.latest_result()
+        text = (result.exc_string if result is not None else None) or job.exc_info or ""
+        lines = text.strip().splitlines()
+        error = lines[-1] if lines else None
+    return JobSummary(
+        id=job.id,
+        name=job.meta.get("job_name"),
+        queue=job.origin,
+        status=status,
+        kwargs=dict(job.kwargs or {}),
+        enqueued_at=job.enqueued_at,
+        ended_at=job.ended_at,
+        error=error,
+        progress=job.meta.get("progress"),
+    )
+
+
+def jobs_for(argument: str, value: int | str, limit: int = 20) -> list[JobSummary]:
+    """The latest jobs (newest first) enqueued with `argument=value`, e.g. ("asset_id", 5),
+    that RQ still keeps. Read-only: a few Redis round trips whatever the queue sizes."""
+    conn = redis_connection()
+    ids = [raw.decode() for raw in conn.zrevrange(_object_index_key(argument, value), 0, limit - 1)]
+    jobs = JSONJob.fetch_many(ids, connection=conn, serializer=JSONSerializer) if ids else []
+    return [summarize(job) for job in jobs if job is not None]
+
+
+def failed_jobs_by_name() -> dict[str, dict[str, Any]]:
+    """Failed jobs still kept by RQ, per job name: {name: {"queue", "count", "latest_error",
+    "registered"}}. Reads every failed job of every queue (failed registries stay small: a
+    job leaves after its failure TTL or when requeued), and one error per name."""
+    summary: dict[str, dict[str, Any]] = {}
+    latest: dict[str, JSONJob] = {}
+    conn = redis_connection()
+    for queue_name in QUEUES:
+        registry = FailedJobRegistry(queue_name, connection=conn, job_class=JSONJob, serializer=JSONSerializer)
+        ids = registry.get_job_ids()
+        for job in JSONJob.fetch_many(ids, connection=conn, serializer=JSONSerializer) if ids else []:
+            if job is None:
+                continue
+            # A job not enqueued through `submit` (a cron entry's dispatcher) goes by its function.
+            name = job.meta.get("job_name") or job.func_name
+            entry = summary.setdefault(name, {"queue": queue_name, "count": 0, "registered": name in JOBS})
+            entry["count"] += 1
+            newest = latest.get(name)
+            if newest is None or (job.ended_at and (newest.ended_at is None or job.ended_at > newest.ended_at)):
+                latest[name] = job
+    for name, job in latest.items():
+        summary[name]["latest_error"] = summarize(job).error
+    return dict(sorted(summary.items()))
+
+
+def requeue_failed(name: str) -> list[str]:
+    """Put every failed job of registered job `name` back on its queue, as it was (same id,
+    arguments and dedup marker); return their ids. Jobs of other names are left alone."""
+    spec = get_spec(name)
+    conn = redis_connection()
+    registry = FailedJobRegistry(spec.queue, connection=conn, job_class=JSONJob, serializer=JSONSerializer)
+    requeued = []
+    ids = registry.get_job_ids()
+    for job in JSONJob.fetch_many(ids, connection=conn, serializer=JSONSerializer) if ids else []:
+        if job is None or job.meta.get("job_name") != spec.name:
+            continue
+        try:
+            registry.requeue(job)
+        except InvalidJobOperation:  # requeued or deleted by someone else meanwhile
+            continue
+        requeued.append(job.id)
+    return requeued

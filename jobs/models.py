@@ -25,6 +25,10 @@ class CronRun(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices, blank=True, default="")
     duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
+    # The dead-man's switch (jobs/alerts.py): when it first saw the entry (the baseline of
+    # an entry that never succeeded), and the due run it reported missing (None: fine).
+    watched_since = models.DateTimeField(null=True, blank=True)
+    overdue_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "jobs_cron_runs"
@@ -32,3 +36,14 @@ class CronRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entry_id}: {self.outcome or 'never ran'}"
+
+
+class Cron(models.Model):
+    """No table: the cron table's entry in the admin (/admin/jobs/cron/, `jobs/admin.py`),
+    as django-rq's `Dashboard` is the panel's."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "cron table"
+        verbose_name_plural = "cron table"

@@ -119,7 +119,7 @@ JOBS: dict[str, JobSpec] = _table(
         name="account-deletion",
         path="jobs.handlers.accounts.delete_accounts",
         queue="scheduled",
-        description="Delete (or anonymise, when still referenced) accounts soft-deleted over 30 days ago.",
+        description="Erase accounts deleted over 30 days ago, delete them (or keep anonymised); purge old logins.",
         timeout=3600,
         retry_intervals=(300,),
         result_ttl=7 * DAY,
@@ -149,17 +149,31 @@ JOBS: dict[str, JobSpec] = _table(
         queue="critical",
         description="Stream an upload through clamd; CLEAN starts processing, INFECTED quarantines and rejects.",
         timeout=360,
-        retry_intervals=(5, 10, 15),
+        # An outage of ours must never cost a user an upload: back off from 10 s to hourly,
+        # about 24 hours in all (23.6 h) before scan ERROR; then asset-virus-scan.sweep
+        # rescans as soon as clamd answers again.
+        retry_intervals=(10, 30, 60, 120, 300, 600, 900, 1800, 1800, *(HOUR,) * 22),
         result_ttl=7 * DAY,
         on_failure="jobs.handlers.assets.record_scan_failure",
+    ),
+    JobSpec(
+        name="asset-virus-scan.sweep",
+        path="jobs.handlers.assets.rescan_failed_scans",
+        queue="scheduled",
+        description="Once clamd answers, rescan every asset whose scan failed on our side (retryable scan ERROR).",
+        timeout=600,
+        retry_intervals=(60,),
+        result_ttl=DAY,
     ),
     JobSpec(
         name="asset-thumbnail-generation",
         path="jobs.handlers.assets.generate_thumbnails",
         queue="media",
         description="Small/medium/large JPEG thumbnails (image, video frame, PDF page, waveform or type icon).",
-        timeout=180,
-        retry_intervals=(5, 10),
+        # Two tool calls of MEDIA_TOOL_TIMEOUT (120 s) each fit; a busy machine gets minutes
+        # to recover before the asset shows a retryable error (never a rejection).
+        timeout=300,
+        retry_intervals=(30, 120, 600),
         on_failure="jobs.handlers.assets.record_thumbnail_failure",
     ),
     JobSpec(
@@ -167,8 +181,8 @@ JOBS: dict[str, JobSpec] = _table(
         path="jobs.handlers.assets.extract_asset_metadata",
         queue="media",
         description="Technical metadata (EXIF, ffprobe, PDF info, Office properties) under metadata.extracted.",
-        timeout=120,
-        retry_intervals=(5, 10),
+        timeout=300,
+        retry_intervals=(30, 120, 600),
         on_failure="jobs.handlers.assets.record_metadata_failure",
     ),
     JobSpec(
@@ -205,6 +219,7 @@ JOBS: dict[str, JobSpec] = _table(
         description="Move a clean asset to REVIEW once its thumbnails and metadata are done.",
         timeout=60,
         retry_intervals=(5, 30),
+        on_failure="jobs.handlers.assets.record_finalize_failure",
     ),
     JobSpec(
         name="asset-cleanup",
@@ -623,6 +638,25 @@ JOBS: dict[str, JobSpec] = _table(
         timeout=30,
         result_ttl=HOUR,
     ),
+    # --- alerts to the admins (jobs/alerts.py, yesgoddess/notifications/job_alerts.py) ------
+    JobSpec(
+        name="cron-watchdog",
+        path="jobs.handlers.system.check_cron_deadlines",
+        queue="scheduled",
+        description="Dead-man's switch: alert once when a cron entry misses its period plus a grace, till it recovers.",
+        timeout=120,
+        retry_intervals=(30,),
+        result_ttl=DAY,
+    ),
+    JobSpec(
+        name="job-failure-alert.summary",
+        path="jobs.handlers.system.send_job_failure_summary",
+        queue="default",
+        description="One job's final failures of the last hour, counted, in one message to the admins.",
+        timeout=120,
+        retry_intervals=(60, 300),
+        result_ttl=DAY,
+    ),
 )
 
 
@@ -643,3 +677,81 @@ def get_spec(name: str) -> JobSpec:
         return JOBS[name]
     except KeyError:
         raise UnknownJobError(name) from None
+
+
+# --- groups: seed names whose work is split over several jobs -----------------------------
+
+
+@dataclass(frozen=True)
+class JobGroup:
+    """A seed job name (one BullMQ file) whose work is split over registered jobs, its
+    `parts`. `run_job NAME` runs the parts in order, each with the arguments it takes."""
+
+    name: str
+    description: str
+    parts: tuple[str, ...]
+
+    def arguments_for(self, kwargs: dict[str, object]) -> list[tuple[JobSpec, dict[str, object]]]:
+        """Each part with the subset of `kwargs` its function takes; an argument no part
+        takes is an error (TypeError), like an unexpected argument of a single job."""
+        specs = [get_spec(part) for part in self.parts]
+        taken = [set(inspect.signature(spec.function).parameters) for spec in specs]
+        unknown = sorted(set(kwargs) - set().union(*taken))
+        if unknown:
+            raise TypeError(f"Job group {self.name!r}: no part takes {', '.join(map(repr, unknown))}.")
+        return [
+            (spec, {key: value for key, value in kwargs.items() if key in names})
+            for spec, names in zip(specs, taken, strict=True)
+        ]
+
+
+_ROLLUPS = ("metrics-aggregation.weekly", "metrics-aggregation.monthly")
+
+
+def _groups(*groups: JobGroup) -> dict[str, JobGroup]:
+    table: dict[str, JobGroup] = {}
+    for group in groups:
+        if group.name in JOBS or group.name in table:
+            raise ValueError(f"Job group {group.name!r} clashes with a job or another group.")
+        missing = [part for part in group.parts if part not in JOBS]
+        if missing or not group.parts:
+            raise ValueError(f"Job group {group.name!r}: unregistered parts {missing}.")
+        table[group.name] = group
+    return table
+
+
+GROUPS: dict[str, JobGroup] = _groups(
+    JobGroup(
+        "analytics-jobs",
+        "Enrich the next batch of pending events, then yesterday's (or date's) daily and post daily metrics.",
+        ("analytics-jobs.enrich-events", "analytics-jobs.daily-metrics", "analytics-jobs.post-daily-metrics"),
+    ),
+    JobGroup(
+        "metrics-aggregation",
+        "The previous ISO week's (or week_start's), then the previous month's (or month's) metric roll-ups.",
+        _ROLLUPS,
+    ),
+    JobGroup(
+        "weekly-monthly-metrics-aggregation",
+        "The seed's other name for metrics-aggregation: the same roll-ups (merged, DECISIONS.md).",
+        _ROLLUPS,
+    ),
+    JobGroup(
+        "license-usage-tracking",
+        "Usage aggregation, thresholds, forecasts and breach alerts, then the raw usage event clean-up.",
+        (
+            "license-usage-tracking.aggregate",
+            "license-usage-tracking.thresholds",
+            "license-usage-tracking.forecasts",
+            "license-usage-tracking.breach-alerts",
+            "license-usage-tracking.cleanup",
+        ),
+    ),
+)
+
+
+def resolve(name: str) -> list[JobSpec]:
+    """The jobs an operator's name stands for: a registered job, or a group's parts in order."""
+    if name in GROUPS:
+        return [get_spec(part) for part in GROUPS[name].parts]
+    return [get_spec(name)]

@@ -9,6 +9,9 @@
   so that no work horse inherits, and later closes, a socket the parent also uses.
 - Both import every job function once at start (otherwise each work horse imports them
   again and throws the work away when it exits) and freeze the heap (see _settle_heap).
+- Both name the job they perform in logs and error reports (_NamedJobs).
+- IndexedScheduler (settings.RQ SCHEDULER_CLASS) lists every running rq-scheduler in
+  one Redis set, where /readyz looks for their heartbeats.
 """
 
 from __future__ import annotations
@@ -18,10 +21,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
+from django_rq.queues import DjangoScheduler
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, Worker
+
+from yesgoddess.core.health import SCHEDULER_INDEX_KEY
+
+from .telemetry import worker_job_context
 
 
 class JSONJob(Job):
@@ -62,7 +70,16 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-class DjangoWorker(Worker):
+class _NamedJobs:
+    """RQ's own lines about a job ("Job OK", the traceback of a failure) and the cron
+    dispatcher's carry the job's name and id too (jobs/telemetry.py)."""
+
+    def perform_job(self, job: Job, queue: Any) -> bool:
+        with worker_job_context(job):
+            return super().perform_job(job, queue)  # type: ignore[misc]
+
+
+class DjangoWorker(_NamedJobs, Worker):
     """RQ's forking worker: each job in a fresh child process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -76,9 +93,31 @@ class DjangoWorker(Worker):
         super().fork_work_horse(job, queue)
 
 
-class DjangoSimpleWorker(SimpleWorker):
+class DjangoSimpleWorker(_NamedJobs, SimpleWorker):
     """Runs jobs in the worker process itself; jobs/runtime.py closes connections per job."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **_worker_options(kwargs))
         _settle_heap()
+
+
+class IndexedScheduler(DjangoScheduler):
+    """rq-scheduler (what `manage.py rqscheduler` runs) that also lists its instance id in
+    one Redis set, so /readyz finds its heartbeat key without scanning the keyspace."""
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        self.connection.sadd(SCHEDULER_INDEX_KEY, self.name)
+
+    def heartbeat(self) -> None:
+        # rq-scheduler's heartbeat is an EXPIRE, which cannot bring back a key that expired
+        # while the scheduler stalled (a long enqueue pass, a paused machine): that
+        # scheduler would look dead for good. Register it again instead, and re-add the
+        # id, which /readyz drops from the set once it sees the key gone.
+        if not self.connection.expire(self.key, int(self._interval) + 10):
+            self.register_birth()
+        self.connection.sadd(SCHEDULER_INDEX_KEY, self.name)
+
+    def register_death(self) -> None:
+        super().register_death()
+        self.connection.srem(SCHEDULER_INDEX_KEY, self.name)

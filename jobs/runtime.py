@@ -1,8 +1,9 @@
 """The one wrapper every job runs inside, and the hooks RQ calls around it.
 
 A queued job is `execute(name, **kwargs)`: it resolves the registry entry, checks the
-database connections, runs the job function, writes one summary log line, and closes
-the connections again. Cross-cutting work lives here and only here.
+database connections, runs the job function, writes one summary log line, records the
+run's metrics (jobs/metrics.py), and closes the connections again. Cross-cutting work
+lives here and only here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rq.job import Job
 
 from yesgoddess.core.errors import InvalidInput
 
-from . import cron_runs
+from . import alerts, cron_runs, metrics, telemetry
 from .errors import JobInputError
 from .registry import JOBS, get_spec
 
@@ -42,8 +43,14 @@ def _counts(result: object) -> str:
 
 def execute(job_name: str, /, **kwargs: Any) -> Any:
     """Run registered job `job_name` with `kwargs` (what RQ calls for every job)."""
-    spec = get_spec(job_name)
     job = get_current_job()
+    # Every line logged and every error reported from here on names the job.
+    with telemetry.job_context(job_name, job.id if job is not None else "inline"):
+        return _run(job_name, job, **kwargs)
+
+
+def _run(job_name: str, job: Job | None, /, **kwargs: Any) -> Any:
+    spec = get_spec(job_name)
     job_id = job.id if job is not None else "inline"
     # Drop connections PostgreSQL closed while the worker idled (SimpleWorker reuses them).
     close_old_connections()
@@ -71,6 +78,7 @@ def execute(job_name: str, /, **kwargs: Any) -> Any:
         raise
     finally:
         duration_ms = (time.monotonic() - started) * 1000
+        metrics.record_run(job_name, outcome, duration_ms / 1000, metrics.queue_wait_seconds(job))
         if cron_entry:
             cron_runs.run_ended(cron_entry, job_id, outcome, round(duration_ms), timezone.now())
         close_old_connections()
@@ -85,7 +93,8 @@ def execute(job_name: str, /, **kwargs: Any) -> Any:
 
 
 def handle_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
-    """RQ's on_failure callback: on the final failure only, call the job's failure hook.
+    """RQ's on_failure callback: on the final failure only, call the job's failure hook
+    and tell the admins (jobs/alerts.py; throttled per job name by the domain).
 
     RQ calls it on every failed attempt, and also for a job found abandoned by a killed
     worker; `retries_left` tells whether RQ will run the job again.
@@ -94,14 +103,15 @@ def handle_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExc
         return
     job_name = job.args[0] if job.args else None
     spec = JOBS.get(job_name) if isinstance(job_name, str) else None
-    if spec is None or spec.failure_hook is None:
-        return
     error = f"{exc_type.__name__}: {exc_value}" if exc_value is not None else exc_type.__name__
     close_old_connections()
     try:
-        spec.failure_hook(dict(job.kwargs), error, job.id)
-        log.warning("job=%s id=%s final failure recorded: %s", job_name, job.id, exc_type.__name__)
+        if spec is not None and spec.failure_hook is not None:
+            spec.failure_hook(dict(job.kwargs), error, job.id)
+            log.warning("job=%s id=%s final failure recorded: %s", job_name, job.id, exc_type.__name__)
     finally:
+        # Every final failure reaches the admins (throttled per job name), hook or not.
+        alerts.job_failed(telemetry.job_name(job), job.id, error)
         close_old_connections()
 
 
@@ -117,11 +127,7 @@ def set_progress(done: int, total: int | None = None, note: str = "") -> None:
 def dispatch_scheduled(job_name: str, kwargs: dict[str, Any], entry_id: str) -> dict[str, Any]:
     """What a cron entry runs: enqueue the registered job with its own id, retry policy
     and TTLs. Deduplicated per entry, so a run still queued or running is not doubled."""
-    from .api import submit
-
-    job_id, created = submit(
-        get_spec(job_name), kwargs, dedup_key=f"cron-{entry_id}", meta={cron_runs.META_KEY: entry_id}
-    )
+    job_id, created = cron_runs.dispatch(job_name, kwargs, entry_id)
     if not created:
         log.warning("cron=%s skipped: previous run %s still queued or running", entry_id, job_id)
     return {"job_id": job_id, "enqueued": created}

@@ -37,6 +37,12 @@ SCHEDULE: tuple[CronEntry, ...] = (
     CronEntry("failed-login-monitor", "*/15 * * * *", "failed-login-monitor", "Every 15 minutes."),
     CronEntry("password-security-cleanup", "*/15 * * * *", "password-security-cleanup", "Every 15 minutes."),
     CronEntry("upload-cleanup", "0 * * * *", "upload-cleanup", "Hourly, on the hour."),
+    CronEntry(
+        "asset-virus-scan-sweep",
+        "*/10 * * * *",
+        "asset-virus-scan.sweep",
+        "Every 10 minutes: once clamd answers, rescan assets whose scan failed on our side.",
+    ),
     CronEntry("asset-cleanup", "0 2 * * *", "asset-cleanup", "Daily at 02:00."),
     CronEntry("ownership-verification", "0 2 * * *", "ownership-verification", "Daily at 02:00."),
     CronEntry("storage-metrics-calculation", "0 2 * * *", "storage-metrics-calculation", "Daily at 02:00."),
@@ -68,7 +74,7 @@ SCHEDULE: tuple[CronEntry, ...] = (
         "creator-monthly-report",
         "0 9 1 * *",
         "creator-monthly-report",
-        "1st of the month at 09:00 (covers the previous calendar month).",
+        "1st of the month at 09:00: the previous calendar month; earnings of the runs locked since the last report.",
     ),
     CronEntry("project-expiry-check", "0 2 * * *", "project-expiry-check", "Daily at 02:00."),
     CronEntry(
@@ -151,5 +157,11 @@ SCHEDULE: tuple[CronEntry, ...] = (
         "0 5 2 * *",
         "metrics-aggregation.monthly",
         "2nd of the month at 05:00 (the previous month).",
+    ),
+    CronEntry(
+        "cron-watchdog",
+        "*/5 * * * *",
+        "cron-watchdog",
+        "Every 5 minutes: alert once for each entry that missed its period plus a grace.",
     ),
 )

@@ -1,14 +1,17 @@
-"""Operator API: enqueue a registered job and follow it. Staff only."""
+"""Operator API: enqueue a registered job and follow it; the admin's failed-jobs page. Staff only."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 from rq.exceptions import NoSuchJobError
 
 from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
 
-from .api import JobArgumentError, enqueue, redis_connection
-from .registry import UnknownJobError, get_spec
+from .api import JobArgumentError, enqueue, failed_jobs_by_name, redis_connection, requeue_failed
+from .registry import JOBS, UnknownJobError, get_spec
 from .rq_classes import JSONJob
 
 
@@ -54,3 +57,25 @@ def job_status(request: HttpRequest, job_id: str) -> JsonResponse:
             "ended_at": job.ended_at.isoformat() if job.ended_at else None,
         }
     )
+
+
+# --- the failed-jobs page of the admin: /admin/jobs/failed/ (staff, through admin_view) ---
+
+
+@require_http_methods(["GET", "POST"])
+def failed_jobs_page(request: HttpRequest) -> HttpResponse:
+    """Failed jobs still kept by RQ, counted by job name, each name with a button that
+    requeues all of its failed jobs (and only those)."""
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        if name not in JOBS:
+            return JsonResponse({"error": f"Unknown job {name[:100]!r}."}, status=400)
+        requeued = requeue_failed(name)
+        messages.success(request, f"Requeued {len(requeued)} failed {name} job(s).")
+        return redirect(request.path)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Failed jobs by job name",
+        "failed": failed_jobs_by_name(),
+    }
+    return render(request, "jobs/failed_jobs.html", context)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install what is missing: Debian packages (ClamAV, ffmpeg, poppler, libmagic) and the
-# virtualenv with requirements.txt. Safe to run again: it skips what is already there.
+# Install what is missing: Debian packages (ClamAV, ffmpeg, poppler, libmagic; chromium and its
+# driver for the admin browser test; openssl for the Redis TLS test) and the virtualenv
+# with requirements.txt. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(clamav-daemon clamdscan ffmpeg poppler-utils libmagic1)
+DEBIAN_PACKAGES=(clamav-daemon clamdscan ffmpeg poppler-utils libmagic1 chromium chromium-driver openssl)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -58,6 +58,11 @@ def count_users() -> dict[str, int]:
     return {"users": get_user_model().objects.count()}
 
 
+def fail_without_hook(*, note: str = "") -> None:
+    """Fails at once and for good: no retry, no failure hook of its own."""
+    raise RuntimeError(f"failed on purpose {note}".strip())
+
+
 JOBS = (
     JobSpec(
         "test-always-fail",
@@ -79,4 +84,5 @@ JOBS = (
         "test-hold", "tests.support_jobs.hold_until_released", "default", "Waits for a Redis key to go.", timeout=120
     ),
     JobSpec("test-count-users", "tests.support_jobs.count_users", "default", "Touches the database."),
+    JobSpec("test-fail-no-hook", "tests.support_jobs.fail_without_hook", "default", "Fails once; no hook."),
 )

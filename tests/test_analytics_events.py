@@ -18,7 +18,7 @@ from yesgoddess.analytics.enrichment import FLUSH_JOB, flush_pending, parse_user
 from yesgoddess.analytics.models import Attribution, Event
 
 from .conftest import SIMPLE, wait_until
-from .license_factories import make_asset, make_license, make_user
+from .license_factories import make_asset, make_brand, make_license, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,7 +82,7 @@ def add_pending(n: int, **fields) -> list[Event]:
 
 
 def test_an_event_is_recorded_pending_and_one_flush_is_queued(api, user):
-    asset = make_asset()
+    asset = make_asset(created_by=user)
     response = api(
         {"event_type": "asset_viewed", "source": "web", "ip_asset_id": asset.pk, "session_id": "s1", "props": {"a": 1}},
         HTTP_USER_AGENT=IPHONE,
@@ -133,7 +133,7 @@ def test_many_events_queue_a_single_flush_job(api):
 
 
 def test_a_batch_is_recorded_in_one_request(api):
-    asset = make_asset()
+    asset = make_asset(status="PUBLISHED")
     body = {"events": [{"event_type": "asset_viewed", "source": "web", "ip_asset_id": asset.pk}] * 3}
     response = api(body)
     assert response.status_code == 202
@@ -145,7 +145,7 @@ def test_a_batch_with_one_bad_event_records_nothing(api):
     body = {"events": [{"event_type": "a", "source": "web"}, {"event_type": "b", "source": "web", "ip_asset_id": 999}]}
     response = api(body)
     assert response.status_code == 400
-    assert response.json()["error"] == "events[1]: ip_asset_id 999 does not exist."
+    assert response.json()["error"] == "events[1]: ip_asset_id 999 does not exist or is not visible to you."
     assert Event.objects.count() == 0 and queued_jobs() == []
 
 
@@ -171,7 +171,7 @@ def test_a_batch_with_one_bad_event_records_nothing(api):
         ({"event_type": "\ud800", "source": "web"}, "event_type is not valid Unicode"),
         ({"event_type": "x", "source": "web", "session_id": 12}, "session_id must be a non-empty string"),
         ({"event_type": "x", "source": "web", "colour": "red"}, "unknown field(s): colour"),
-        ({"event_type": "x", "source": "web", "actor_id": "other"}, "only staff may set actor_id"),
+        ({"event_type": "x", "source": "web", "actor_id": "other"}, "only staff or a service token may set actor_id"),
         ({"events": []}, "events must be a non-empty list"),
         ({"events": [{"event_type": "x", "source": "web"}] * 501}, "at most 500 events"),
         ({"events": [{"event_type": "x", "source": "web"}], "extra": 1}, "nothing else"),
@@ -252,8 +252,8 @@ def test_versions_and_brand_are_reported():
 # --- the flush ---------------------------------------------------------------------------------
 
 
-def test_a_flush_merges_every_enrichment_key_and_writes_the_attribution(api):
-    license = make_license()
+def test_a_flush_merges_every_enrichment_key_and_writes_the_attribution(api, user):
+    license = make_license(brand=make_brand(user=user))
     asset = license.ip_asset
     session = {
         "event_type": "asset_viewed",
@@ -396,7 +396,7 @@ def test_the_queries_of_a_flush_do_not_grow_with_the_batch(django_assert_max_num
 
 
 def test_events_are_enriched_end_to_end_by_a_real_worker_in_few_jobs(api, run_worker, settings):
-    asset = make_asset()
+    asset = make_asset(status="PUBLISHED")
     for n in range(5):
         body = {"events": [{"event_type": "asset_viewed", "source": "web", "ip_asset_id": asset.pk}] * 20}
         assert api(body, HTTP_USER_AGENT=DESKTOP).status_code == 202

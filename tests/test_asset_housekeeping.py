@@ -8,9 +8,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 
+from jobs.api import enqueue
 from jobs.handlers.asset_housekeeping import calculate_storage_metrics, cleanup_deleted_assets, cleanup_uploads
+from yesgoddess.assets.housekeeping import StorageMetricsIncomplete
 from yesgoddess.assets.models import AssetStatus, IpAsset, IpOwnership, ScanStatus, StorageMetrics
 from yesgoddess.brands.models import Brand
 from yesgoddess.core.models import AuditEvent
@@ -121,20 +124,21 @@ def uploads(user):
 
 def test_upload_cleanup_applies_each_rule_and_only_to_its_rows(uploads):
     result = cleanup_uploads()
-    assert (result["abandoned"], result["failed"], result["infected"]) == (1, 2, 1)
+    assert (result["abandoned"], result["failed"], result["infected"]) == (1, 1, 1)
     abandoned = IpAsset.objects.get(pk=uploads["abandoned"].pk)
     assert abandoned.status == AssetStatus.REJECTED and abandoned.deleted_at is not None
     assert abandoned.rejection_reason == "The upload was never completed."
     assert not default_storage.exists(abandoned.storage_key)
     remaining = set(IpAsset.objects.values_list("pk", flat=True))
-    for gone in ("scan_error_old", "unreadable_old", "infected_old"):
+    for gone in ("unreadable_old", "infected_old"):
         assert uploads[gone].pk not in remaining, gone
     assert not default_storage.exists(uploads["infected_old"].quarantine_key)
-    for kept in ("fresh_draft", "moved_back_to_draft", "scan_error_recent", "infected_recent"):
+    # A scan ERROR is our failure (clamd down or refusing), not the file's: never purged.
+    for kept in ("fresh_draft", "moved_back_to_draft", "scan_error_old", "scan_error_recent", "infected_recent"):
         asset = IpAsset.objects.get(pk=uploads[kept].pk)
         assert asset.deleted_at is None and asset.status == uploads[kept].status, kept
         assert default_storage.exists(asset.storage_key), kept
-    assert result["bytes_freed"] == 100 + 100 + 100 + len(b"virus")
+    assert result["bytes_freed"] == 100 + 100 + len(b"virus")
 
 
 def test_upload_cleanup_second_run_is_a_no_op(uploads):
@@ -145,7 +149,7 @@ def test_upload_cleanup_second_run_is_a_no_op(uploads):
 
 def test_upload_cleanup_dry_run_counts_candidates_and_changes_nothing(uploads):
     before = list(IpAsset.objects.order_by("pk").values_list("pk", "status", "deleted_at"))
-    assert cleanup_uploads(dry_run=True) == {"abandoned": 1, "failed": 2, "infected": 1, "dry_run": 1}
+    assert cleanup_uploads(dry_run=True) == {"abandoned": 1, "failed": 1, "infected": 1, "dry_run": 1}
     assert list(IpAsset.objects.order_by("pk").values_list("pk", "status", "deleted_at")) == before
 
 
@@ -199,3 +203,120 @@ def test_storage_metrics_with_no_assets_writes_zero_rows_for_live_entities(user)
     calculate_storage_metrics()
     assert StorageMetrics.objects.get(entity_type="platform").file_count == 0
     assert list(StorageMetrics.objects.filter(entity_type="user").values_list("entity_id", flat=True)) == [str(user.pk)]
+
+
+def test_upload_cleanup_never_purges_an_upload_that_failed_on_our_side(user):
+    """Issue 21, item 1: an outage of ours (clamd down or refusing, a tool out of time)
+    must never cost a user an upload; only a file the pipeline could not read is purged."""
+    now = timezone.now()
+    long_ago = now - 30 * DAY
+    ours = {
+        "clamd_down": make_asset(
+            user,
+            "clamd-down",
+            status=AssetStatus.PROCESSING,
+            scan_status=ScanStatus.ERROR,
+            scan_result={"error": "ScannerUnavailable", "retryable": True},
+        ),
+        "clamd_refused": make_asset(
+            user,
+            "clamd-refused",
+            status=AssetStatus.PROCESSING,
+            scan_status=ScanStatus.ERROR,
+            scan_result={"error": "size limit", "retryable": False},
+        ),
+        "tool_timeout": make_asset(
+            user,
+            "tool-timeout",
+            status=AssetStatus.PROCESSING,
+            processing_error={"thumbnails": {"error": "ffprobe timed out", "final": True}},
+        ),
+    }
+    bad_file = make_asset(user, "bad-file", status=AssetStatus.REJECTED, rejection_reason="corrupt")
+    for asset in [*ours.values(), bad_file]:
+        age(asset, pipeline_failed_at=long_ago, updated_at=long_ago)
+
+    result = cleanup_uploads()
+
+    assert result["failed"] == 1 and not IpAsset.objects.filter(pk=bad_file.pk).exists()
+    for name, asset in ours.items():
+        kept = IpAsset.objects.get(pk=asset.pk)
+        assert kept.deleted_at is None and default_storage.exists(kept.storage_key), name
+    assert cleanup_uploads(dry_run=True)["failed"] == 0  # and the next runs leave them too
+
+
+# --- storage-metrics-calculation: any growth, and nobody stopped by somebody else ------------
+
+
+def snapshot(kind: str, entity_id: str = "") -> StorageMetrics:
+    return StorageMetrics.objects.get(snapshot_date=timezone.now().date(), entity_type=kind, entity_id=entity_id)
+
+
+def declare_size(asset: IpAsset, size: int) -> None:
+    """The stored bytes stay small; the row says what the upload declared."""
+    IpAsset.objects.filter(pk=asset.pk).update(file_size=size)
+
+
+def test_storage_trend_holds_a_growth_past_32_bits_and_stops_nobody(user):
+    """Issue 21, item 5: 500 bytes yesterday, a 110 MB video today is +2.2 billion bps,
+    which overflowed the old integer column and failed the whole statement every day."""
+    other = get_user_model().objects.create(username="steady")
+    yesterday = timezone.now().date() - DAY
+    for owner, total in ((user, 500), (other, 1000)):
+        StorageMetrics.objects.create(
+            snapshot_date=yesterday, entity_type="user", entity_id=str(owner.pk), total_bytes=total
+        )
+    declare_size(make_asset(user, "video", type="VIDEO"), 110_000_000)
+    declare_size(make_asset(other, "photo"), 1500)
+
+    counts = calculate_storage_metrics()
+
+    assert counts == {"platform": 1, "user": 2, "project": 0, "brand": 0}
+    grown = snapshot("user", str(user.pk))
+    assert grown.total_bytes == 110_000_000
+    assert grown.storage_trend_bps == round((110_000_000 - 500) * 10000 / 500) == 2_199_990_000
+    assert snapshot("user", str(other.pk)).storage_trend_bps == 5000  # the others are written too
+    assert snapshot("platform").total_bytes == 110_001_500
+    calculate_storage_metrics()  # and it keeps working the next time
+    assert StorageMetrics.objects.filter(snapshot_date=timezone.now().date()).count() == 3
+
+
+def test_storage_trend_beyond_any_column_is_capped_not_an_error(user):
+    StorageMetrics.objects.create(
+        snapshot_date=timezone.now().date() - DAY, entity_type="user", entity_id=str(user.pk), total_bytes=1
+    )
+    declare_size(make_asset(user, "huge"), 10**15)  # 1 PB after 1 byte: 10^19 bps, past a bigint
+    calculate_storage_metrics()
+    assert snapshot("user", str(user.pk)).storage_trend_bps == 2**63 - 1
+
+
+def test_one_kind_that_fails_does_not_stop_the_others(user):
+    """A failure injected in the database for the project rows only: the platform, user and
+    brand snapshots (brand comes after project) are still written, and the run says what
+    failed, so the job is retried."""
+    brand = Brand.objects.create(user=user, name="B")
+    make_asset(user, "a", size=100, project=Project.objects.create(brand=brand, name="P"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_project_rows() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'project snapshot refused'; END $$; "
+            "CREATE TRIGGER refuse_project_rows BEFORE INSERT ON storage_metrics FOR EACH ROW "
+            "WHEN (NEW.entity_type = 'project') EXECUTE FUNCTION refuse_project_rows();"
+        )
+    with pytest.raises(StorageMetricsIncomplete, match="project: project snapshot refused"):
+        calculate_storage_metrics()
+    assert set(StorageMetrics.objects.values_list("entity_type", flat=True)) == {"platform", "user", "brand"}
+    assert snapshot("brand", str(brand.pk)).total_bytes == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_storage_metrics_with_an_odd_owner_through_a_real_worker(user, run_worker):
+    StorageMetrics.objects.create(
+        snapshot_date=timezone.now().date() - DAY, entity_type="user", entity_id=str(user.pk), total_bytes=500
+    )
+    declare_size(make_asset(user, "video", type="VIDEO"), 110_000_000)
+    enqueue("storage-metrics-calculation")
+    result = run_worker("scheduled")
+    assert "job=storage-metrics-calculation" in result.stderr + result.stdout
+    assert "outcome=ok" in result.stderr + result.stdout
+    assert snapshot("user", str(user.pk)).storage_trend_bps == 2_199_990_000

@@ -97,9 +97,9 @@ def test_infected_file_is_quarantined_and_admins_get_an_email_that_renders(user,
 def test_forced_rescan_of_a_quarantined_asset_is_refused_not_marked_clean(user):
     asset = stored_asset(user, EICAR.encode(), "eicar.txt", type="DOCUMENT", mime="text/plain")
     scan_asset(asset_id=asset.pk)
-    with pytest.raises(InvalidInput, match="missing from storage"):
+    with pytest.raises(InvalidInput, match="infected and quarantined"):
         scan_asset(asset_id=asset.pk, force=True)
-    assert IpAsset.objects.get(pk=asset.pk).scan_status != ScanStatus.CLEAN
+    assert IpAsset.objects.get(pk=asset.pk).scan_status == ScanStatus.INFECTED  # the verdict stands
 
 
 def test_unreachable_scanner_raises_for_a_retry_and_the_final_hook_records_error(user, admin, settings, tmp_path):
@@ -107,7 +107,7 @@ def test_unreachable_scanner_raises_for_a_retry_and_the_final_hook_records_error
     settings.CLAMD_SOCKET = str(tmp_path / "nobody-listens.sock")
     with pytest.raises(scanner.ScannerUnavailable):
         scan_asset(asset_id=asset.pk)
-    assert IpAsset.objects.get(pk=asset.pk).scan_status == ScanStatus.SCANNING  # not CLEAN
+    assert IpAsset.objects.get(pk=asset.pk).scan_status == ScanStatus.PENDING  # waits for the retry; not CLEAN
     record_scan_failure({"asset_id": asset.pk}, "ScannerUnavailable: clamd is unreachable", "job-1")
     asset.refresh_from_db()
     assert asset.scan_status == ScanStatus.ERROR and asset.status == AssetStatus.PROCESSING
@@ -230,7 +230,7 @@ def test_scan_enqueued_twice_for_one_asset_is_one_job(user, tmp_path):
     assert first == second and get_queue("critical").count == 1
 
 
-@pytest.mark.parametrize("name", ["asset_infected", "asset_scan_failed"])
+@pytest.mark.parametrize("name", ["asset_infected", "asset_scan_failed", "asset_processing_failed"])
 def test_every_asset_email_renders_with_its_variables(name):
     context = {
         "asset_id": 7,
@@ -240,13 +240,18 @@ def test_every_asset_email_renders_with_its_variables(name):
         "threats": ["X.Y"],
         "quarantine_key": "quarantine/k",
         "error": "boom & bust",
+        "retryable": True,
+        "step": "thumbnails",
+        "steps": ["thumbnails"],
     }
     subject, text, html = render_email(name, context)
     assert "7" in subject and "\n" not in subject
     assert "7" in text and "{{" not in text and "{%" not in text
     assert html.startswith("<!doctype html>") and "7" in html
-    if name == "asset_scan_failed":
+    if name in ("asset_scan_failed", "asset_processing_failed"):
         assert "boom & bust" in text and "boom &amp; bust" in html  # text unescaped, HTML escaped
+    if name == "asset_processing_failed":
+        assert '{"steps": ["thumbnails"]}' in text and "regenerate" in html
 
 
 def test_failure_hooks_record_the_error_under_the_jobs_own_key(user, tmp_path):

@@ -3,8 +3,15 @@ metadata -> REVIEW, through real worker processes, real clamd, ffmpeg and popple
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import signal
+import subprocess
+import sys
 import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,12 +20,13 @@ from django.core.files.storage import default_storage
 from django.test import Client
 from PIL import Image
 
-from jobs.api import get_queue
+from jobs.api import enqueue, get_queue
+from jobs.registry import get_spec
 from yesgoddess.accounts.models import ApiToken
 from yesgoddess.assets.models import AssetStatus, IpAsset, ScanStatus
 from yesgoddess.notifications.models import Notification
 
-from .conftest import wait_until
+from .conftest import FORKING, ROOT, wait_until, worker_env
 from .media import samples
 from .test_services import EICAR
 
@@ -179,23 +187,79 @@ def test_infected_upload_is_rejected_quarantined_and_reported(packaging, api, ad
     assert get_queue("media").count == 0
 
 
-def test_scanner_unreachable_retries_then_errors_and_never_marks_clean(api, admin, tmp_path, background_worker):
+def hurry_retries(queue_name: str) -> None:
+    """Move every retry RQ has scheduled on `queue_name` to now: the real worker runs the
+    real retries, without the test waiting the day they are spread over."""
+    queue = get_queue(queue_name)
+    registry = queue.scheduled_job_registry
+    for job_id in registry.get_job_ids():
+        job = queue.fetch_job(job_id)
+        if job is not None:
+            registry.schedule(job, datetime.now(UTC))
+
+
+@contextlib.contextmanager
+def logging_worker(log_path: Path, *queues: str, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """A real forking worker with RQ's scheduler whose output goes to a file: thirty-odd
+    failed attempts log more than a pipe holds, and a full pipe would stall the worker."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "--worker-class", FORKING, "--with-scheduler", *queues],
+            cwd=ROOT,
+            env={**worker_env(), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def test_scanner_outage_is_retried_for_a_day_then_errors_and_is_rescanned_once_clamd_answers(
+    api, admin, uploader, tmp_path, run_worker
+):
     body = upload(api, samples.make_jpeg(tmp_path / "x.jpg", (64, 64))).json()
+    log_path = tmp_path / "worker.log"
     # The worker dials a socket nobody listens on, as when clamd has stopped.
-    worker = background_worker(*PIPELINE_QUEUES, env={"CLAMD_SOCKET": str(tmp_path / "no-clamd.sock")})
-    wait_until(
-        lambda: IpAsset.objects.get(pk=body["id"]).scan_status == ScanStatus.ERROR,
-        timeout=90,
-        what="scan ERROR after retries",
-    )
-    log = worker.kill()
+    with logging_worker(log_path, *PIPELINE_QUEUES, env={"CLAMD_SOCKET": str(tmp_path / "no-clamd.sock")}):
+        wait_until(
+            lambda: Notification.objects.filter(user=uploader, metadata__reason="delayed").exists(),
+            timeout=90,
+            what="the uploader told that processing is delayed (after the first retry failed too)",
+        )
+        delayed = IpAsset.objects.get(pk=body["id"])
+        assert (delayed.status, delayed.scan_status) == (AssetStatus.PROCESSING, ScanStatus.PENDING)
+        assert delayed.processing_error["scan"]["attempts"] >= 2
+
+        def errored() -> bool:
+            hurry_retries("critical")
+            return IpAsset.objects.get(pk=body["id"]).scan_status == ScanStatus.ERROR
+
+        wait_until(errored, timeout=300, what="scan ERROR after every retry")
+    log = log_path.read_text()
     asset = IpAsset.objects.get(pk=body["id"])
-    assert asset.status == AssetStatus.PROCESSING  # stays; a manual rescan is possible
-    assert "clamd is unreachable" in asset.scan_result["error"]
-    assert log.count("job=asset-virus-scan id=") >= 4  # the first run and three retries
-    assert "outcome=failed-will-retry" in log
+    assert asset.status == AssetStatus.PROCESSING  # never rejected, never marked clean
+    assert "clamd is unreachable" in asset.scan_result["error"] and asset.scan_result["retryable"] is True
+    retries = len(get_spec("asset-virus-scan").retry_intervals)
+    assert asset.processing_error["scan"]["attempts"] == 1 + retries  # the first run and every retry
+    assert log.count("outcome=failed-will-retry") == retries and "final failure recorded" in log
     assert Notification.objects.filter(user=admin, metadata__asset_id=asset.pk).count() == 1
+    assert Notification.objects.filter(user=uploader, metadata__reason="delayed").count() == 1
     assert "thumbnails" not in asset.metadata
+
+    # clamd answers again: the sweep rescans the asset without anyone asking.
+    enqueue("asset-virus-scan.sweep")
+    run_worker("scheduled", *PIPELINE_QUEUES)
+    recovered = get(api, body["id"])
+    assert (recovered["status"], recovered["scan_status"]) == ("REVIEW", "CLEAN")
+    assert recovered["processing_error"] is None and recovered["retry"] is None
 
 
 def test_asset_deleted_while_its_scan_is_queued_is_skipped(api, tmp_path, run_worker):

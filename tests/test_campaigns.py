@@ -4,17 +4,20 @@ email-campaign batch job against a real SMTP server on loopback (tests/smtp.py).
 from __future__ import annotations
 
 import smtplib
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.conf import settings as django_settings
 from django.core import mail
 from django.utils import timezone
 from rq.job import JobStatus
 
 from jobs.api import get_queue
 from jobs.handlers.campaigns import record_campaign_failure, send_campaign_batch
+from jobs.handlers.email import monitor_email_reputation
 from jobs.rq_classes import JSONJob
 from yesgoddess.campaigns import services
 from yesgoddess.campaigns.models import (
@@ -25,7 +28,8 @@ from yesgoddess.campaigns.models import (
     RecipientStatus,
 )
 from yesgoddess.campaigns.sending import IN_DOUBT
-from yesgoddess.emailing.models import EmailOptOut
+from yesgoddess.emailing.models import EmailEvent, EmailOptOut, EmailReputationMetric
+from yesgoddess.emailing.reputation import Figures, conditions
 from yesgoddess.emailing.services import opt_out, suppress
 from yesgoddess.notifications.services import render_email
 
@@ -302,6 +306,119 @@ def test_recipients_a_killed_worker_left_claimed_are_settled_from_the_send_journ
     assert statuses(campaign) == {RecipientStatus.SENT: 5, RecipientStatus.FAILED: 1}
 
 
+def test_completion_settles_rows_a_dead_run_left_sending_from_the_send_journal(smtp):
+    """A run died mid-batch a minute ago (its rows are not stale yet) and nothing else is
+    PENDING: completing the campaign settles those rows from the send journal instead of
+    failing them all: accepted -> SENT, attempted -> FAILED in doubt, never attempted ->
+    sent before the campaign completes."""
+    from yesgoddess.notifications.fanout import ACCEPTED, ATTEMPTED, _journal_name, _write_journal
+
+    emails = [f"c{i}@example.com" for i in range(4)]
+    campaign = make_campaign(emails, batch_size=10)
+    start(campaign)
+    rows = list(campaign.recipients.order_by("pk"))
+    campaign.recipients.filter(pk__in=[r.pk for r in rows[:3]]).update(
+        status=RecipientStatus.SENDING, claimed_at=timezone.now() - timedelta(minutes=1)
+    )
+    _write_journal([_journal_name(ATTEMPTED, f"campaign-recipient:{rows[0].pk}")])
+    _write_journal([_journal_name(ACCEPTED, f"campaign-recipient:{rows[0].pk}")])  # went out before the death
+    _write_journal([_journal_name(ATTEMPTED, f"campaign-recipient:{rows[1].pk}")])  # on the wire at the death
+    # rows[2]: claimed, never attempted
+
+    results = run_chain(campaign.pk)
+    assert smtp.received_by() == Counter([rows[2].email, rows[3].email])
+    final = dict(campaign.recipients.values_list("email", "status"))
+    assert final == {
+        rows[0].email: RecipientStatus.SENT,
+        rows[1].email: RecipientStatus.FAILED,
+        rows[2].email: RecipientStatus.SENT,
+        rows[3].email: RecipientStatus.SENT,
+    }
+    assert campaign.recipients.get(pk=rows[1].pk).error == IN_DOUBT
+    first = results[0]
+    assert (first["sent"], first["interrupted_sent"], first["interrupted_in_doubt"]) == (1, 1, 1)
+    assert first["interrupted_unattempted"] == 1 and first["status"] == CampaignStatus.SENDING
+    assert results[-1]["status"] == CampaignStatus.COMPLETED
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.sent_count, campaign.failed_count) == (CampaignStatus.COMPLETED, 3, 1)
+
+
+def reputation_events(sent: int = 0, complained: int = 0) -> None:
+    """Email events of our sender domain an hour ago, as the email backend (SENT) and the
+    provider's webhooks (COMPLAINED) record them."""
+    domain, when = django_settings.EMAIL_SENDER_DOMAIN, timezone.now() - timedelta(hours=1)
+    EmailEvent.objects.bulk_create(
+        [
+            EmailEvent(
+                event_type=kind,
+                provider="backend" if kind == "SENT" else "Mailgun",
+                event_id=None if kind == "SENT" else uuid.uuid4().hex,
+                message_id=f"<old-{kind}-{i}@{domain}>",
+                email=f"old{i}@example.com",
+                sender_domain=domain,
+                occurred_at=when,
+            )
+            for kind, count in (("SENT", sent), ("COMPLAINED", complained))
+            for i in range(count)
+        ]
+    )
+
+
+def test_an_operators_resume_holds_until_reputation_gets_worse(smtp, client, staff):
+    """reputation-monitoring pauses a campaign at a critical complaint rate; an operator
+    resumes it. Neither the next batch nor the next day's run (the 30-day window still
+    holds the same complaints) pauses it again; more complaints do."""
+    client.force_login(staff)
+    campaign = make_campaign([f"r{i}@example.com" for i in range(12)], batch_size=3)
+    start(campaign)
+    assert send_campaign_batch(campaign_id=campaign.pk)["sent"] == 3
+    reputation_events(sent=1000, complained=4)  # 4 in ~1,000: over the 0.3 % critical rate
+    assert monitor_email_reputation()["campaigns_paused"] == 1
+    assert EmailCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.PAUSED
+
+    resumed = client.post(f"/api/campaigns/{campaign.pk}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "SENDING"
+
+    # The batch jobs read the same critical row: the resume holds.
+    assert send_campaign_batch(campaign_id=campaign.pk).get("sent") == 3
+    assert EmailCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
+    accepted = resumed.json()["reputation_accepted"][django_settings.EMAIL_SENDER_DOMAIN]
+    assert list(accepted) == ["complaint_rate"]
+    # The next day: still critical (the same complaints in the window), not worse.
+    with time_machine.travel(timezone.now() + timedelta(days=1), tick=False):
+        next_day = monitor_email_reputation()
+    latest = EmailReputationMetric.objects.order_by("-date").first()
+    assert "complaint_rate:critical" in [w["key"] for w in latest.warnings]
+    assert next_day["campaigns_paused"] == 0
+    assert EmailCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
+    assert send_campaign_batch(campaign_id=campaign.pk)["sent"] == 3
+
+    reputation_events(complained=3)  # worse: 7 complaints
+    with time_machine.travel(timezone.now() + timedelta(days=1, hours=1), tick=False):
+        assert monitor_email_reputation()["campaigns_paused"] == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED and "reputation" in campaign.status_reason
+    assert send_campaign_batch(campaign_id=campaign.pk)["stopped"]
+    campaign_mail = {email: n for email, n in smtp.received_by().items() if email.startswith("r")}  # not the alerts
+    assert sum(campaign_mail.values()) == 9 and max(campaign_mail.values()) == 1
+    assert statuses(campaign)[RecipientStatus.PENDING] == 3
+
+
+def test_a_resumed_campaign_is_paused_before_a_batch_when_reputation_gets_worse(smtp, client, staff):
+    client.force_login(staff)
+    campaign = make_campaign([f"r{i}@example.com" for i in range(6)], batch_size=3)
+    start(campaign)
+    critical_reputation_row(complained=3)
+    assert send_campaign_batch(campaign_id=campaign.pk)["stopped"]
+    assert client.post(f"/api/campaigns/{campaign.pk}/resume").json()["status"] == "SENDING"
+    assert send_campaign_batch(campaign_id=campaign.pk).get("sent") == 3  # the resume holds
+    EmailReputationMetric.objects.all().delete()
+    critical_reputation_row(complained=5)  # a later run of reputation-monitoring: worse
+    assert send_campaign_batch(campaign_id=campaign.pk)["stopped"]
+    assert EmailCampaign.objects.get(pk=campaign.pk).status == CampaignStatus.PAUSED
+    assert smtp.message_count == 3
+
+
 def test_a_message_that_cannot_be_built_fails_alone(smtp, monkeypatch):
     campaign = make_campaign(["a@example.com", "poison@example.com", "b@example.com"], batch_size=10)
     start(campaign)
@@ -358,11 +475,23 @@ def test_a_paused_campaign_does_not_queue_its_next_batch(smtp, monkeypatch):
     assert statuses(campaign) == {RecipientStatus.SENT: 3, RecipientStatus.PENDING: 3}
 
 
-def test_a_critical_sender_reputation_pauses_before_the_next_batch(smtp, monkeypatch):
+def critical_reputation_row(complained: int = 3, sent: int = 1000) -> EmailReputationMetric:
+    """A reputation-monitoring row for our sender domain, today, with the conditions those
+    figures meet (3 complaints in 1,000 sends: the critical complaint rate)."""
+    figures = Figures(sent=sent, complained=complained)
+    return EmailReputationMetric.objects.create(
+        date=timezone.now().date(),
+        sender_domain=django_settings.EMAIL_SENDER_DOMAIN,
+        warnings=[c.as_dict() for c in conditions(figures)],
+        **figures.row_values(),
+    )
+
+
+def test_a_critical_sender_reputation_pauses_before_the_next_batch(smtp):
     campaign = make_campaign([f"r{i}@example.com" for i in range(6)], batch_size=3)
     start(campaign)
     assert send_campaign_batch(campaign_id=campaign.pk)["sent"] == 3
-    monkeypatch.setattr("yesgoddess.campaigns.sending.latest_is_critical", lambda: True)
+    critical_reputation_row()
     assert send_campaign_batch(campaign_id=campaign.pk)["stopped"]
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.PAUSED and "reputation" in campaign.status_reason

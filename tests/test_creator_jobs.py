@@ -15,13 +15,15 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs.api import enqueue
 from jobs.handlers.creators import remind_creator_onboarding, send_monthly_reports
+from jobs.handlers.royalties import calculate_royalties
 from yesgoddess.analytics.models import Event
 from yesgoddess.core.errors import InvalidInput
-from yesgoddess.creators.models import Creator, CreatorMonthlyReport
+from yesgoddess.creators.models import Creator, CreatorMonthlyReport, ReportedEarning
 from yesgoddess.creators.onboarding import onboarding_context
 from yesgoddess.creators.reports import monthly_reports, next_month, previous_month, report_context, report_month
 from yesgoddess.notifications.services import render_email
 from yesgoddess.royalties.models import RoyaltyRun, RoyaltyStatement
+from yesgoddess.royalties.services import create_run, lock_run
 
 from .concurrency import run_twice_at_once
 from .email_backends import FlakyBackend, use_flaky_backend
@@ -145,8 +147,8 @@ def test_month_argument_must_be_a_past_month(month):
 
 @pytest.fixture
 def december():
-    """Ana owns `solo` and half of `shared` (with Ben); licenses, runs and views around
-    December 2026, each on or just across a boundary."""
+    """Ana owns `solo` and half of `shared` (with Ben); licenses, locked royalty runs and
+    views around December 2026, each on or just across a boundary."""
     ana = creator("Ana", email="ana@example.com", created_at=utc(2025, 1, 1))
     ben = creator("Ben", email="ben@example.com", created_at=utc(2025, 1, 1))
     solo = make_asset((ana, 10_000), title="Solo")
@@ -163,17 +165,26 @@ def december():
     make_license(asset=solo, created_at=utc(2026, 12, 15), deleted_at=utc(2026, 12, 20), end=far)  # deleted
     admin = make_user(is_staff=True)
 
-    def run(start, end, status, statements):
-        r = RoyaltyRun.objects.create(period_start=start, period_end=end, status=status, created_by=admin)
+    def run(start, end, status, locked_at, statements):
+        r = RoyaltyRun.objects.create(
+            period_start=start, period_end=end, status=status, locked_at=locked_at, created_by=admin
+        )
         for who, total, carried in statements:
             RoyaltyStatement.objects.create(
                 royalty_run=r, creator=who, total_earnings_cents=total, metadata={"carriedCents": carried}
             )
 
-    run(utc(2026, 12, 1), utc(2026, 12, 31, 23, 59, 59, 999999), "CALCULATED", [(ana, 12_345, 345), (ben, 500, 0)])
-    run(utc(2026, 10, 1), utc(2026, 12, 1), "LOCKED", [(ana, 1_000, 0)])  # ends December 1st: counts
-    run(utc(2026, 11, 1), utc(2026, 11, 30, 23, 59, 59), "LOCKED", [(ana, 99_999, 0)])  # November
-    run(utc(2026, 12, 1), utc(2026, 12, 31), "FAILED", [(ana, 77_777, 0)])  # not a finished run
+    # Locked in December: in the report sent on January 1st, whatever period they cover.
+    run(
+        utc(2026, 11, 1), utc(2026, 11, 30, 23, 59, 59), "LOCKED", utc(2026, 12, 2), [(ana, 12_345, 345), (ben, 500, 0)]
+    )
+    run(utc(2026, 9, 1), utc(2026, 9, 30), "LOCKED", utc(2026, 12, 31, 23, 59, 59), [(ana, 1_000, 0)])
+    # Locked in November: November's report. Locked in January: January's report.
+    run(utc(2026, 7, 1), utc(2026, 7, 31), "LOCKED", utc(2026, 11, 15), [(ana, 2_500, 0)])
+    run(utc(2026, 8, 1), utc(2026, 8, 31), "LOCKED", utc(2027, 1, 1, 0, 0), [(ana, 55_555, 0)])
+    # December's own run, calculated but not final; a failed run.
+    run(utc(2026, 12, 1), utc(2026, 12, 31, 23, 59, 59, 999999), "CALCULATED", None, [(ana, 99_999, 0)])
+    run(utc(2026, 12, 1), utc(2026, 12, 31), "FAILED", None, [(ana, 77_777, 0)])
     for moment, who, kind in (
         (utc(2026, 12, 1, 0, 0), ana, "creator_profile_viewed"),
         (utc(2026, 12, 31, 23, 59, 59), ana, "creator_profile_viewed"),
@@ -193,6 +204,9 @@ def test_december_report_on_new_years_day_has_the_real_figures(december, setting
     creator("Pending", verification_status="pending", created_at=utc(2025, 1, 1))
     creator("Deleted", deleted_at=utc(2026, 12, 5), created_at=utc(2025, 1, 1))
     creator("Newcomer", created_at=utc(2027, 1, 1, 0, 0))  # joined after December
+    with at(utc(2026, 12, 1, 9, 0)):  # November's report, the month before
+        send_monthly_reports()
+    mail.outbox.clear()
 
     with at(NEW_YEAR):
         result = send_monthly_reports()
@@ -206,7 +220,7 @@ def test_december_report_on_new_years_day_has_the_real_figures(december, setting
         "in_doubt": 0,
         "no_address": 0,
     }
-    reports = {r.creator_id: r for r in CreatorMonthlyReport.objects.all()}
+    reports = {r.creator_id: r for r in CreatorMonthlyReport.objects.filter(month=date(2026, 12, 1))}
     assert set(reports) == {ana.pk, ben.pk}
     figures = {
         who: (r.month, r.earnings_cents, r.new_licenses, r.active_licenses, r.profile_views, r.status)
@@ -217,6 +231,7 @@ def test_december_report_on_new_years_day_has_the_real_figures(december, setting
     [ana_mail] = [m for m in mail.outbox if "ana@example.com" in m.to]
     assert ana_mail.subject == "ANA - December 2026 Performance Report"
     assert "Earnings:          $130.00" in ana_mail.body
+    assert "Sep 1 - Sep 30, 2026: $10.00" in ana_mail.body and "Nov 1 - Nov 30, 2026: $120.00" in ana_mail.body
     assert "New licenses:      3" in ana_mail.body and "Profile views:     3" in ana_mail.body
     assert "https://app.example.com/dashboard/analytics" in ana_mail.body
 
@@ -227,18 +242,27 @@ def test_december_report_on_new_years_day_has_the_real_figures(december, setting
 
 def test_figures_come_from_a_constant_number_of_queries(settings):
     settings.EMAIL_BATCH_SIZE = 100
+    staff = make_user(is_staff=True)
+    locked = RoyaltyRun.objects.create(
+        period_start=utc(2026, 11, 1), period_end=utc(2026, 11, 30), status="LOCKED", locked_at=utc(2026, 12, 2),
+        created_by=staff,
+    )  # fmt: skip
 
     def queries_for(count: int) -> int:
         CreatorMonthlyReport.objects.all().delete()
         for i in range(count - Creator.objects.count()):
             c = creator(f"C{i}", created_at=utc(2025, 1, 1))
             make_license(asset=make_asset((c, 10_000)), created_at=utc(2026, 12, 2), end=utc(2028, 1, 1))
+            RoyaltyStatement.objects.create(royalty_run=locked, creator=c, total_earnings_cents=700)
             Event.objects.create(
                 source="web", event_type="creator_profile_viewed", creator_id=c.pk, occurred_at=utc(2026, 12, 3)
             )
         with at(NEW_YEAR), CaptureQueriesContext(connection) as captured:
             assert monthly_reports()["sent"] == count
-        assert {(r.new_licenses, r.profile_views) for r in CreatorMonthlyReport.objects.all()} == {(1, 1)}
+        figures = {(r.new_licenses, r.profile_views, r.earnings_cents) for r in CreatorMonthlyReport.objects.all()}
+        assert figures == {(1, 1, 700)}
+        assert all("Nov 1 - Nov 30, 2026: $7.00" in m.body for m in mail.outbox)
+        mail.outbox.clear()
         return len(captured)
 
     assert queries_for(3) == queries_for(40)
@@ -257,8 +281,81 @@ def test_an_earlier_month_can_be_reported_on_request(december):
         result = send_monthly_reports(month="2026-11")
     assert result["month"] == "2026-11" and result["sent"] == 2
     ana_report = CreatorMonthlyReport.objects.get(creator=december[0])
-    assert (ana_report.month, ana_report.earnings_cents, ana_report.new_licenses) == (date(2026, 11, 1), 99_999, 1)
+    # Only the run locked before November ended: December's locks wait for December's report.
+    assert (ana_report.month, ana_report.earnings_cents, ana_report.new_licenses) == (date(2026, 11, 1), 2_500, 1)
     assert "November 2026" in mail.outbox[0].subject
+
+
+def test_every_locked_run_reaches_exactly_one_report_across_month_ends(settings):
+    """The real sequence over a year end: a month's run can only be created once the month
+    is over, so it is never final by 09:00 on the 1st. Each locked run reaches the first
+    report prepared after its lock, labelled by its period; nothing is counted twice, not
+    even a HELD balance carried into the next run (Ben's)."""
+    settings.APP_URL = "https://app.example.com"
+    ana = creator("Ana", email="ana@example.com", created_at=utc(2025, 1, 1))
+    ben = creator("Ben", email="ben@example.com", created_at=utc(2025, 1, 1))
+    staff = make_user(is_staff=True)
+    # 182 days (Oct 1 - Mar 31): Ana earns $10.00 a day, Ben 10 cents (below the $20 payout).
+    term = {"start": utc(2026, 10, 1), "end": utc(2027, 3, 31)}
+    make_license(asset=make_asset((ana, 10_000)), fee_cents=182_000, **term)
+    make_license(asset=make_asset((ben, 10_000)), fee_cents=1_820, **term)
+
+    def calculated(first: date, last: date, when: datetime) -> RoyaltyRun:
+        with at(when):
+            run = create_run(first, last, staff.pk)
+            calculate_royalties(run_id=run.pk)
+        return run
+
+    def locked(run: RoyaltyRun, when: datetime) -> None:
+        with at(when):
+            lock_run(run.pk, staff.pk)
+
+    def report_on(when: datetime, **kwargs) -> dict[int, CreatorMonthlyReport]:
+        with at(when):
+            send_monthly_reports(**kwargs)
+        month = report_month(kwargs.get("month"), when)
+        return {r.creator_id: r for r in CreatorMonthlyReport.objects.filter(month=month)}
+
+    def body(who: Creator, month: str) -> str:
+        [message] = [m for m in mail.outbox if who.user.email in m.to and month in m.subject]
+        return message.body
+
+    november = calculated(date(2026, 11, 1), date(2026, 11, 30), utc(2026, 12, 1, 8, 0))
+    locked(november, utc(2026, 12, 3, 10, 0))
+    december = calculated(date(2026, 12, 1), date(2026, 12, 31), utc(2027, 1, 1, 0, 30))
+    locked(december, utc(2027, 1, 1, 8, 45))  # locked before the 09:00 report, but in January
+    assert RoyaltyStatement.objects.get(royalty_run=november, creator=ben).status == "CARRIED"
+
+    dec = report_on(utc(2027, 1, 1, 9, 0))
+    assert (dec[ana.pk].earnings_cents, dec[ben.pk].earnings_cents) == (30_000, 300)
+    assert "Nov 1 - Nov 30, 2026: $300.00" in body(ana, "December 2026")
+    assert "Dec 1 - Dec 31" not in body(ana, "December 2026")
+
+    january = calculated(date(2027, 1, 1), date(2027, 1, 31), utc(2027, 2, 1, 0, 30))
+    jan = report_on(utc(2027, 2, 1, 9, 0))
+    # December's run (locked January 1st); not January's own (calculated, not locked).
+    assert (jan[ana.pk].earnings_cents, jan[ben.pk].earnings_cents) == (31_000, 310)  # Ben: not 300 + 310 again
+    assert "Dec 1 - Dec 31, 2026: $310.00" in body(ana, "January 2027")
+    assert "Dec 1 - Dec 31, 2026: $3.10" in body(ben, "January 2027")
+
+    locked(january, utc(2027, 3, 1, 0, 0))  # the first instant of March
+    feb = report_on(utc(2027, 3, 1, 9, 0))
+    assert (feb[ana.pk].earnings_cents, feb[ben.pk].earnings_cents) == (0, 0)
+    assert "No royalty period was finalised for you since your previous report" in body(ana, "February 2027")
+    mar = report_on(utc(2027, 4, 1, 9, 0))
+    assert (mar[ana.pk].earnings_cents, mar[ben.pk].earnings_cents) == (31_000, 310)
+    assert "Jan 1 - Jan 31, 2027: $310.00" in body(ana, "March 2027")
+
+    # Again, and a past month asked for by hand: nothing is counted twice.
+    assert report_on(utc(2027, 4, 1, 10, 0)) == mar
+    oct_reports = report_on(utc(2027, 4, 1, 10, 0), month="2026-10")
+    assert {r.earnings_cents for r in oct_reports.values()} == {0}
+    counted = list(ReportedEarning.objects.values_list("statement_id", flat=True))
+    statements = RoyaltyStatement.objects.filter(royalty_run__in=[november, december, january])
+    assert sorted(counted) == sorted(statements.values_list("pk", flat=True))  # each once
+    for who, earned in ((ana, 92_000), (ben, 920)):
+        reports = CreatorMonthlyReport.objects.filter(creator=who)
+        assert sum(r.earnings_cents for r in reports) == earned
 
 
 def test_monthly_report_renders_with_the_job_context(settings):
@@ -272,13 +369,33 @@ def test_monthly_report_renders_with_the_job_context(settings):
         active_licenses=7,
         profile_views=41,
     )
+    staff = make_user(is_staff=True)
+    for start, end, cents in (
+        (utc(2026, 11, 1), utc(2026, 11, 30), 100_000),
+        (utc(2026, 10, 15), utc(2027, 1, 14), 23_456),
+    ):
+        run = RoyaltyRun.objects.create(period_start=start, period_end=end, status="LOCKED", created_by=staff)
+        statement = RoyaltyStatement.objects.create(royalty_run=run, creator=ana, total_earnings_cents=cents)
+        ReportedEarning.objects.create(report=report, statement=statement, earnings_cents=cents)
     subject, text, html = render_email("creator_monthly_report", report_context(report))
     assert subject == "ANA <3 - December 2026 Performance Report"
     assert text.startswith("Hello Ana <3,") and "in December 2026" in text
     assert "Earnings:          $1,234.56" in text and "Active licenses:   7" in text
+    # One line per run, oldest period first; a period across a year end names both years.
+    assert "  Oct 15, 2026 - Jan 14, 2027: $234.56\n  Nov 1 - Nov 30, 2026: $1,000.00\n" in text
     assert "Your analytics: https://app.example.com/dashboard/analytics" in text
     assert "Ana &lt;3" in html and "<strong>$1,234.56</strong>" in html and "<strong>41</strong>" in html
+    assert "<td>Nov 1 - Nov 30, 2026</td>" in html and "$1,000.00" in html
     assert 'href="https://app.example.com/dashboard/analytics"' in html
+
+
+def test_a_report_without_a_locked_run_says_so(settings):
+    ana = creator("Ana", created_at=utc(2025, 1, 1))
+    report = CreatorMonthlyReport.objects.create(creator=ana, month=date(2026, 12, 1))
+    _, text, html = render_email("creator_monthly_report", report_context(report))
+    assert "Earnings:          $0.00" in text
+    assert "No royalty period was finalised for you since your previous report" in text
+    assert "No royalty period was finalised" in html and "by period" not in text
 
 
 # --- fan-out: batches, a crash, a race ---------------------------------------------------

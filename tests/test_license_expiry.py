@@ -15,7 +15,7 @@ from django.core import mail
 from jobs.api import enqueue
 from yesgoddess.analytics.models import Event
 from yesgoddess.core.models import AuditEvent
-from yesgoddess.licensing import eligibility, expiry, pricing
+from yesgoddess.licensing import eligibility, expiry, pricing, renewal_workflow
 from yesgoddess.licensing.models import License, LicenseStatus, LicenseStatusHistory, RenewalOffer
 from yesgoddess.licensing.transitions import InvalidTransition, transition, transition_many
 from yesgoddess.notifications.models import Notification
@@ -300,14 +300,15 @@ def test_templates_render_every_variable(name, role):
         "expiry_date": "June 15, 2027",
         "auto_renew": True,
         "license_url": "https://app.example/licenses/7",
-        "renewal_url": "https://app.example/licenses/7/renew",
+        "renewal_url": "https://app.example/licenses/7/renewal",
         "stage": 90,
         "days_remaining": 90,
         "urgency": "informational",
         "user_name": "Bea",
         "recipient_role": role,
         "offer": None,
-        "quote": {"fee": "$5,250.00", "start_date": "June 16, 2027", "end_date": "June 15, 2028"},
+        "renewal_blocked": None,
+        "final_notice_follows": True,
         "grace_end_date": "June 22, 2027",
         "grace_days": 7,
         "expired_on": "June 22, 2027",
@@ -318,7 +319,7 @@ def test_templates_render_every_variable(name, role):
     assert "{{" not in text + html and "None" not in text
 
 
-def test_sixty_day_notice_is_also_the_renewal_reminder_with_the_one_price(world):
+def test_sixty_day_notice_is_also_the_renewal_reminder_with_an_offer_at_the_one_price(world):
     license, _, _ = world
     moment = END - timedelta(days=60)
     run_monitor(moment)
@@ -326,10 +327,18 @@ def test_sixty_day_notice_is_also_the_renewal_reminder_with_the_one_price(world)
     check = eligibility.check_eligibility(license, moment)
     terms = pricing.terms_for(license, check)
     assert check.eligible
-    assert f"Renew it for {expiry.dollars(terms.fee_cents)}, for a new term from" in brand_mail.body
-    assert expiry.dollars(terms.fee_cents) in brand_mail.alternatives[0][0]
+    # No offer was live (the first lasts 30 days): the notice made one, and shows its stored terms.
+    offer = RenewalOffer.objects.get(license=license, status="PENDING")
+    assert (offer.fee_cents, offer.created_at, offer.expires_at) == (
+        terms.fee_cents,
+        moment,
+        moment + timedelta(days=30),
+    )
+    assert f"Fee: {expiry.dollars(offer.fee_cents)} (was $5,000.00" in brand_mail.body
+    assert expiry.dollars(offer.fee_cents) in brand_mail.alternatives[0][0]
+    assert f"/licenses/{license.pk}/renewal/{offer.pk}" in brand_mail.body
     creator_mail = next(m for m in mail.outbox if "brand@example.com" not in m.to)
-    assert "Renew it for" not in creator_mail.body
+    assert "renewal" not in creator_mail.body.lower()
 
 
 def test_a_crash_mid_batch_sends_nobody_a_second_copy_and_the_retry_sends_the_rest(settings):
@@ -354,7 +363,8 @@ def test_a_crash_mid_batch_sends_nobody_a_second_copy_and_the_retry_sends_the_re
         set(Event.objects.filter(event_type="license.expiry_notification_sent").values_list("license", flat=True))
         == told
     )
-    assert {int(pk) for pk in AuditEvent.objects.values_list("entity_id", flat=True)} == told
+    notified = AuditEvent.objects.filter(action="expiry_notification_sent").values_list("entity_id", flat=True)
+    assert {int(pk) for pk in notified} == told
     assert Notification.objects.count() == 4  # brand and owner of the two sent
 
     backend.drop_after = None  # RQ's retry, the server back
@@ -368,7 +378,7 @@ def test_a_crash_mid_batch_sends_nobody_a_second_copy_and_the_retry_sends_the_re
     assert Event.objects.filter(event_type="license.expiry_notification_sent").count() == 3
 
 
-def test_an_offer_notice_not_sent_gives_renewal_notified_at_back(settings, world):
+def test_an_offer_notice_in_doubt_keeps_renewal_notified_at_and_one_never_attempted_gives_it_back(settings, world):
     license, _, _ = world
     RenewalOffer.objects.create(
         license=license,
@@ -381,9 +391,27 @@ def test_an_offer_notice_not_sent_gives_renewal_notified_at_back(settings, world
         adjustments=[],
         expires_at=END - timedelta(days=60),
     )
-    DroppingBackend.install(settings, drop_after=0)  # the brand's notice is in doubt
+    # A second license whose notice is never attempted (the connection broke before it).
+    unsent = make_license(brand=make_brand("Other"), asset=make_asset((make_creator(), 10_000)), end=END)
+    DroppingBackend.install(settings, drop_after=0)  # the first brand's notice is in doubt
+    moment = END - timedelta(days=90)
     with pytest.raises(smtplib.SMTPServerDisconnected):
-        run_monitor(END - timedelta(days=90))
+        run_monitor(moment)
     license.refresh_from_db()
-    assert license.ninety_day_notice_sent_at is not None  # in doubt: not sent again
-    assert license.renewal_notified_at is None  # kept only where the notice (with the offer) went out
+    unsent.refresh_from_db()
+    # In doubt: it may have gone out with the offer, so neither it nor the offer goes again.
+    assert (license.ninety_day_notice_sent_at, license.renewal_notified_at) == (moment, moment)
+    # Never attempted: both given back, the retry sends the notice with the offer.
+    assert (unsent.ninety_day_notice_sent_at, unsent.renewal_notified_at) == (None, None)
+
+    DroppingBackend.drop_after = None  # the server is back: RQ's retry, then the next workflow run
+    retry = moment + timedelta(minutes=5)
+    assert run_monitor(retry)["notices_90d"] == 1
+    with at(moment + timedelta(hours=17)):  # license-renewal-workflow, 02:00 the next day
+        renewal_workflow.run_workflow()
+    brand_mail = [m.subject for m in mail.outbox if "brand@example.com" in m.to]
+    assert brand_mail == []  # the notice in doubt is not re-sent, nor is its offer sent alone
+    [other] = [m for m in mail.outbox if unsent.brand.user.email in m.to]
+    assert f"/licenses/{unsent.pk}/renewal/" in other.body
+    unsent.refresh_from_db()
+    assert unsent.renewal_notified_at == retry

@@ -888,18 +888,22 @@ def test_a_crash_mid_batch_sends_no_offer_email_twice_and_the_retry_sends_the_re
     assert events.count() == 3
 
 
-def test_a_final_notice_not_sent_gives_renewal_notified_at_back(frozen, settings):
+def test_a_final_notice_not_sent_gives_renewal_notified_at_back_and_one_in_doubt_keeps_it(frozen, settings):
     in_doubt, unsent = renewable(7.5), renewable(7.5)  # never told of an offer: the notice is the offer
     backend = DroppingBackend.install(settings, drop_after=0)
     with pytest.raises(smtplib.SMTPServerDisconnected):
         renewal_workflow.send_final_notices(NOW)
     in_doubt, unsent = reload(in_doubt), reload(unsent)
-    assert (in_doubt.renewal_final_notice_sent_at, in_doubt.renewal_notified_at) == (NOW, None)
+    # In doubt: it may have gone out with its offer; neither goes again (issue 21 item 11).
+    assert (in_doubt.renewal_final_notice_sent_at, in_doubt.renewal_notified_at) == (NOW, NOW)
     assert (unsent.renewal_final_notice_sent_at, unsent.renewal_notified_at) == (None, None)
     backend.drop_after = None
     assert renewal_workflow.send_final_notices(NOW)["final_notices_sent"] == 1
     assert [m.to for m in mail.outbox] == [[unsent.brand.user.email]]
     assert reload(unsent).renewal_notified_at == reload(unsent).renewal_final_notice_sent_at == NOW
+    # The next day's workflow does not email the offer of the notice in doubt on its own.
+    assert renewal_workflow.send_offer_emails(NOW + timedelta(days=1))["offer_emails_sent"] == 0
+    assert [m.to for m in mail.outbox] == [[unsent.brand.user.email]]
 
 
 def test_a_confirmation_in_doubt_is_not_sent_again_and_one_never_attempted_is(frozen, settings):

@@ -35,7 +35,8 @@ from yesgoddess.licensing.models import (
     LicenseUsageOverage,
     LicenseUsageThreshold,
 )
-from yesgoddess.notifications.models import Notification
+from yesgoddess.notifications.delivery import deliver_pending, pending
+from yesgoddess.notifications.models import Notification, NotificationPreference
 from yesgoddess.notifications.services import render_email
 
 from .concurrency import run_twice_at_once
@@ -184,6 +185,37 @@ def test_each_warning_level_is_notified_once(frozen):
     limit.refresh_from_db()
     assert (limit.last_warning_level, limit.last_warning_period_start) == (100, TODAY)
     assert not LicenseUsageOverage.objects.exists()  # 200 is not over 200
+
+
+@pytest.mark.parametrize(
+    ("frequency", "route"),
+    [(None, "PENDING"), ("IMMEDIATE", "PENDING"), ("DAILY", "DIGEST"), ("WEEKLY", "DIGEST"), ("OFF", "NONE")],
+)
+def test_warnings_and_overage_alerts_go_by_email_as_the_brand_prefers(frozen, frequency, route):
+    """Issue 21 item 10: both go through the notification service, so the brand's email
+    preference for LICENSE notifications decides (they used to be in-app only)."""
+    license = make_license(asset=make_asset((make_creator(), 10_000), title="Sunset"))
+    if frequency:
+        NotificationPreference.objects.create(user=license.brand.user, type="LICENSE", email_frequency=frequency)
+    threshold(license, limit_quantity=10)
+    set_usage(license, TODAY, total_views=15)
+    check_usage_thresholds()
+    check_usage_thresholds()  # a second run: nothing new, nothing emailed twice
+    rows = notices(license)
+    assert [(n.title, n.priority, n.email_status) for n in rows] == [
+        ("Usage Warning: 100% Threshold", "HIGH", route),
+        ("Usage Overage Detected", "URGENT", route),
+    ]
+    deliver_pending(pending(), limit=100)
+    deliver_pending(pending(), limit=100)
+    if route == "PENDING":
+        assert sorted(m.subject for m in mail.outbox) == sorted(n.title for n in rows)
+        assert {tuple(m.to) for m in mail.outbox} == {(license.brand.user.email,)}
+        overage = next(m for m in mail.outbox if m.subject == "Usage Overage Detected")
+        assert f"/licenses/{license.pk}/usage/overages" in overage.body
+        assert "5 views over limit" in overage.body
+    else:
+        assert mail.outbox == []
 
 
 def test_a_jump_sends_only_the_highest_level_and_disabled_levels_are_skipped(frozen):
@@ -758,7 +790,9 @@ def test_only_the_brand_user_or_staff_may_record(frozen):
     assert post_usage(999_999, {"usage_type": "view"}, license.brand.user).status_code == 404
     anonymous = Client().post(f"/api/licenses/{license.pk}/usage", "{}", content_type="application/json")
     assert anonymous.status_code == 401
-    assert Client().get(f"/api/licenses/{license.pk}/usage", **bearer(license.brand.user)).status_code == 405
+    # GET on the same path is the usage page (issue 21: the warnings link to it); PUT is not a method here.
+    assert Client().put(f"/api/licenses/{license.pk}/usage", **bearer(license.brand.user)).status_code == 405
+    assert Client().get(f"/api/licenses/{license.pk}/usage", **bearer(make_user())).status_code == 404
     License.objects.filter(pk=license.pk).update(deleted_at=NOW)
     assert post_usage(license.pk, {"usage_type": "view"}, license.brand.user).status_code == 404
     assert not LicenseUsageEvent.objects.exists()
@@ -812,6 +846,17 @@ def test_the_idempotency_key_header_replays_the_response(frozen):
 
 
 # --- through a real worker ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warning_is_emailed_by_the_delivery_job_a_real_worker_runs(run_worker):
+    license = make_license()
+    threshold(license, limit_quantity=4)
+    set_usage(license, usage.utc_today(), total_views=3)
+    enqueue("license-usage-tracking.thresholds")
+    run_worker("scheduled", "critical")  # the thresholds job queues the notification-delivery flush
+    [warning] = notices(license)
+    assert (warning.title, warning.email_status) == ("Usage Warning: 75% Threshold", "SENT")
 
 
 @pytest.mark.django_db(transaction=True)

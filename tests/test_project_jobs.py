@@ -19,23 +19,26 @@ from yesgoddess.analytics.models import Event
 from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.creators.models import SPECIALTIES, Creator
+from yesgoddess.licensing.expiry import expire_due_licenses
 from yesgoddess.notifications.models import Notification, NotificationPreference
 from yesgoddess.notifications.services import render_email
 from yesgoddess.projects.expiry import archive_email_context, expire_projects
 from yesgoddess.projects.matching import budget_range, match_creators, match_email_context
 from yesgoddess.projects.models import MatchEmail, Project, ProjectMatch, ProjectStatus
 from yesgoddess.projects.services import (
+    ALLOWED_TRANSITIONS,
     ASSET_TYPE_SPECIALTIES,
     SPECIALTY_ASSET_TYPE,
     InvalidProjectTransition,
     asset_types_for,
     change_status,
     specialties_for,
+    transition_projects,
 )
 
 from .concurrency import run_twice_at_once
 from .email_backends import FlakyBackend, use_flaky_backend
-from .license_factories import make_brand, make_creator, make_project, make_user
+from .license_factories import make_brand, make_creator, make_license, make_project, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -314,7 +317,7 @@ def test_becoming_active_enqueues_one_matching_job_per_project(django_capture_on
     job = JSONJob.fetch(job_id, connection=redis_connection())
     assert job.kwargs == {"project_id": project.pk}
     audit = AuditEvent.objects.get(entity_type="project", entity_id=str(project.pk))
-    assert (audit.before, audit.after, audit.actor_id) == ({"status": "DRAFT"}, {"status": "ACTIVE"}, staff.pk)
+    assert (audit.before, audit.after["status"], audit.actor_id) == ({"status": "DRAFT"}, "ACTIVE", staff.pk)
     # Back and forth while the first job still waits: deduplicated.
     with django_capture_on_commit_callbacks(execute=True):
         assert change_status(project, ProjectStatus.IN_PROGRESS) is None
@@ -407,7 +410,9 @@ def test_projects_past_their_end_date_are_archived_once_with_audit_event_and_not
         untouched.refresh_from_db()
         assert untouched.status == "ACTIVE"
     audits = AuditEvent.objects.filter(action="project_auto_archived")
-    assert sorted(a.before["status"] for a in audits) == ["ACTIVE", "DRAFT", "IN_PROGRESS"]
+    # The draft was cancelled first (DRAFT -> ARCHIVED is not a move the state machine allows).
+    assert sorted(a.before["status"] for a in audits) == ["ACTIVE", "CANCELLED", "IN_PROGRESS"]
+    assert sorted(a.after["previousStatus"] for a in audits) == ["ACTIVE", "DRAFT", "IN_PROGRESS"]
     assert {a.after["status"] for a in audits} == {"ARCHIVED"}
     events = Event.objects.filter(event_type="project.auto_archived")
     assert events.count() == 3 and {e.source for e in events} == {"system"}
@@ -440,6 +445,76 @@ def test_projects_past_their_end_date_are_archived_once_with_audit_event_and_not
             "no_address": 0,
         }
     assert len(mail.outbox) == 4 and Notification.objects.count() == 4
+
+
+def test_an_expired_draft_is_cancelled_then_archived_through_the_state_machine():
+    brand = make_brand("Acme", user=make_user(email="owner@example.com"))
+    draft = make_project(brand, name="Never started", status="DRAFT", end_date=NOW - timedelta(days=1))
+    with at(NOW):
+        assert expire_projects()["archived"] == 1
+    draft.refresh_from_db()
+    assert (draft.status, draft.auto_archived_at) == ("ARCHIVED", NOW)
+    moves = AuditEvent.objects.filter(entity_type="project", entity_id=str(draft.pk)).order_by("pk")
+    assert [(m.action, m.before["status"], m.after["status"]) for m in moves] == [
+        ("project_auto_cancelled", "DRAFT", "CANCELLED"),
+        ("project_auto_archived", "CANCELLED", "ARCHIVED"),
+    ]
+    assert moves[0].after["reason"] == "end date passed before the project was activated"
+    assert Event.objects.get(event_type="project.auto_archived").props_json["previousStatus"] == "DRAFT"
+    assert to("owner@example.com") == ["Project Archived: Never started"]
+    with at(NOW + timedelta(days=1)):  # a second run: nothing moves, nothing is sent
+        assert expire_projects()["archived"] == 0
+    assert AuditEvent.objects.filter(entity_type="project").count() == 2 and len(mail.outbox) == 1
+
+
+def test_every_automatic_project_move_is_one_the_state_machine_allows():
+    brand = make_brand("Acme", user=make_user(email="owner@example.com"))
+    for status in ("DRAFT", "ACTIVE", "IN_PROGRESS"):
+        make_project(brand, name=status, status=status, end_date=NOW - timedelta(days=1))
+    project = make_project(brand, name="Licensed", status="IN_PROGRESS", end_date=NOW + timedelta(days=90))
+    license = make_license(brand=brand, project=project, end=NOW - timedelta(days=10), grace_period_days=0)
+    with at(NOW):
+        expire_projects()
+        expire_due_licenses()  # the license expires: its project, left without one, is COMPLETED
+    license.refresh_from_db()
+    project.refresh_from_db()
+    assert (license.status, project.status) == ("EXPIRED", "COMPLETED")
+    moves = AuditEvent.objects.filter(entity_type="project")
+    assert moves.count() == 5
+    for move in moves:
+        assert move.after["status"] in ALLOWED_TRANSITIONS[move.before["status"]], (move.action, move.before)
+        assert move.after["reason"]
+
+
+def test_the_transition_helper_refuses_forbidden_moves_and_moves_each_project_once():
+    brand = make_brand("Acme")
+    draft = make_project(brand, status="DRAFT")
+    with pytest.raises(InvalidProjectTransition, match="A DRAFT project cannot become ARCHIVED"):
+        transition_projects([draft.pk], "DRAFT", "ARCHIVED", reason="no")
+    draft.refresh_from_db()
+    assert draft.status == "DRAFT" and not AuditEvent.objects.exists()
+    active = make_project(brand, status="ACTIVE")
+    deleted = make_project(brand, status="ACTIVE", deleted_at=NOW)
+    moved = transition_projects([active.pk, draft.pk, deleted.pk], "ACTIVE", "COMPLETED", reason="done")
+    assert moved == [active.pk]  # the draft is not ACTIVE, the deleted one is left alone
+    assert transition_projects([active.pk], "ACTIVE", "COMPLETED", reason="done") == []  # a racing second run
+    assert AuditEvent.objects.filter(entity_type="project").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_project_expiry_runs_in_a_real_worker(run_worker):
+    from jobs.api import enqueue
+
+    brand = make_brand("Acme", user=make_user(email="owner@example.com"))
+    past = datetime.now(UTC) - timedelta(days=1)
+    draft = make_project(brand, name="Draft", status="DRAFT", end_date=past)
+    active = make_project(brand, name="Active", status="ACTIVE", end_date=past)
+    enqueue("project-expiry-check")
+    run_worker("scheduled")
+    for project in (draft, active):
+        project.refresh_from_db()
+        assert project.status == "ARCHIVED" and project.archived_notice_sent_at is not None
+    assert AuditEvent.objects.filter(action="project_auto_cancelled", entity_id=str(draft.pk)).count() == 1
 
 
 def test_archive_notice_is_released_for_the_retry_when_the_server_is_down(flaky):

@@ -81,7 +81,7 @@ def campaigns(monkeypatch):
     """Stands in for yesgoddess.campaigns.services.pause_running_campaigns."""
     calls: list[str] = []
 
-    def pause_running_campaigns(reason: str, now=None) -> list[int]:
+    def pause_running_campaigns(reason: str, now=None, *, domain=None, conditions=None) -> list[int]:
         calls.append(reason)
         return [11, 12] if len(calls) == 1 else []
 

@@ -330,6 +330,39 @@ def test_a_crash_mid_batch_notifies_nobody_twice_and_the_retry_notifies_the_rest
     assert notify_statements(run_id=run.pk)["notified"] == 0
 
 
+def test_a_balance_carried_into_a_later_run_is_not_announced_as_paid_out(settings, staff):
+    """January is announced late, after February's run carried its HELD balance: the
+    creator is told where the balance went, not that it will be paid out."""
+    settings.APP_URL = "https://app.example"
+    ana, ben = make_creator("Ana"), make_creator("Ben")
+    asset, big = make_asset((ana, 10_000)), make_asset((ben, 10_000))
+    make_license(asset=asset, start=utc(2026, 1, 1), end=utc(2026, 1, 31), fee_cents=1_500)  # held
+    make_license(asset=asset, start=utc(2026, 2, 1), end=utc(2026, 2, 28), fee_cents=1_000)
+    make_license(asset=big, start=utc(2026, 1, 1), end=utc(2026, 1, 31), fee_cents=9_000)  # paid out
+    jan = january(staff)
+    calculate_royalties(run_id=jan.pk)
+    feb = run_for(staff, date(2026, 2, 1), date(2026, 2, 28))
+    calculate_royalties(run_id=feb.pk)
+    carried, carrier = statement_of(jan, ana), statement_of(feb, ana)
+    assert (carried.status, carrier.status) == ("CARRIED", "PENDING")
+
+    assert notify_statements(run_id=jan.pk)["notified"] == 2
+    ana_mail = next(m for m in mail.outbox if ana.user.email in m.to)
+    assert "will be paid out" not in ana_mail.body
+    assert "$15.00 USD" in ana_mail.body and "below the minimum payout of $20.00" in ana_mail.body
+    assert "carried into your statement for February 1, 2026 to February 28, 2026" in ana_mail.body
+    assert f"See that statement: https://app.example/dashboard/earnings/statements/{carrier.pk}" in ana_mail.body
+    html = ana_mail.alternatives[0][0]
+    assert "will be paid out" not in html and f"statements/{carrier.pk}" in html
+    ben_mail = next(m for m in mail.outbox if ben.user.email in m.to)
+    assert "This amount will be paid out to you." in ben_mail.body and "carried" not in ben_mail.body
+
+    mail.outbox.clear()
+    notify_statements(run_id=feb.pk)
+    [feb_mail] = mail.outbox
+    assert "$25.00 USD" in feb_mail.body and "This amount will be paid out to you." in feb_mail.body
+
+
 def test_statement_template_renders_every_variable():
     subject, text, html = render_email(
         "royalty_statement",
@@ -340,6 +373,10 @@ def test_statement_template_renders_every_variable():
             "total_earnings": "$25.00",
             "currency": "USD",
             "held": False,
+            "carried": False,
+            "carried_into_start": None,
+            "carried_into_end": None,
+            "carried_into_url": "",
             "threshold": "$20.00",
             "statement_url": "https://app.example/dashboard/earnings/statements/4",
             "dashboard_url": "https://app.example/dashboard/earnings",

@@ -30,6 +30,9 @@ def start_with(**env: str) -> subprocess.CompletedProcess:
         ("RQ_WORKER_TTL", "5"),
         ("UPLOAD_MAX_BYTES", "0"),
         ("LOG_LEVEL", "LOUD"),
+        ("LOG_FORMAT", "xml"),
+        ("REDIS_SENTINELS", "sentinel-without-port"),
+        ("REDIS_SSL_CERT_REQS", "maybe"),
     ],
 )
 def test_a_bad_value_fails_at_start_naming_the_variable(variable, value):

@@ -78,6 +78,17 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def env_hostports(name: str) -> list[tuple[str, int]]:
+    """Comma-separated host:port pairs -> [(host, port), ...]; empty when unset."""
+    pairs = []
+    for item in env_list(name, []):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad(name, os.environ[name], "host:port pairs separated by commas")
+        pairs.append((host.strip("[]"), int(port)))
+    return pairs
+
+
 # --- core -------------------------------------------------------------------------
 
 DEBUG = env_bool("DEBUG", False)
@@ -88,6 +99,10 @@ if not _secret:
     _secret = "insecure-development-key-do-not-use-in-production"
 SECRET_KEY = _secret
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+# Production is served over HTTPS, so cookies travel over HTTPS only; development (DEBUG)
+# is plain HTTP. The HTTPS redirect and HSTS are the TLS proxy's in front of gunicorn:
+# `check --deploy` says so (W004, W008), as docs/operations.md explains.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -116,7 +131,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every line logged while a request is served carries its request id.
+    "yesgoddess.core.logs.RequestIdMiddleware",
+    # /healthz and /readyz, answered before the HTTPS redirect and the host check: probes
+    # come over plain HTTP, addressed by IP (yesgoddess/core/health.py).
+    "yesgoddess.core.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves STATIC_ROOT (filled by collectstatic) under STATIC_URL from gunicorn itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -169,11 +191,32 @@ LANGUAGE_CODE = "en-us"
 # --- redis and jobs ---------------------------------------------------------------
 
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
+# TLS (rediss://): CA bundle, client certificate and key (mutual TLS), and how strictly
+# the server's certificate is checked.
+REDIS_SSL_CA_CERTS = env_str("REDIS_SSL_CA_CERTS", "")
+REDIS_SSL_CERTFILE = env_str("REDIS_SSL_CERTFILE", "")
+REDIS_SSL_KEYFILE = env_str("REDIS_SSL_KEYFILE", "")
+REDIS_SSL_CERT_REQS = env_choice("REDIS_SSL_CERT_REQS", "required", ("required", "optional", "none"))
+# Redis Sentinel: "host:port,host:port" and the monitored master's name. With them the
+# master is found through the sentinels; REDIS_URL then gives only the scheme (rediss:
+# TLS), password and database number. yesgoddess/core/redis.py builds every client.
+REDIS_SENTINELS = env_hostports("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
+if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
+    raise ImproperlyConfigured("Environment variable REDIS_SENTINEL_MASTER is required with REDIS_SENTINELS.")
+
+# django-rq (workers, rqscheduler, the admin panel) takes its client from this alias,
+# which hands out yesgoddess.core.redis.redis_connection(): one client for everything.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "rq-redis": {"BACKEND": "yesgoddess.core.redis.DjangoRQConnection"},
+}
 
 JOB_QUEUES = ("critical", "default", "media", "scheduled", "bulk")
 RQ_QUEUES = {
     name: {
-        "URL": REDIS_URL,
+        "USE_REDIS_CACHE": "rq-redis",
         "DEFAULT_TIMEOUT": 600,
         "SERIALIZER": "rq.serializers.JSONSerializer",
     }
@@ -186,6 +229,8 @@ RQ = {
     "JOB_CLASS": "jobs.rq_classes.JSONJob",
     "WORKER_CLASS": env_str("RQ_WORKER_CLASS", "jobs.rq_classes.DjangoSimpleWorker"),
     "DEFAULT_RESULT_TTL": 3600,
+    # rq-scheduler that lists itself in a Redis set, so /readyz finds its heartbeat.
+    "SCHEDULER_CLASS": "jobs.rq_classes.IndexedScheduler",
 }
 # A killed worker's job is found by another worker's maintenance pass. The started-job
 # registry entry expires JOB_MONITORING_INTERVAL + 60 s after the last heartbeat; the
@@ -198,6 +243,8 @@ RQ_MAINTENANCE_INTERVAL = env_int("RQ_MAINTENANCE_INTERVAL", 20, minimum=5)
 JOB_DEFAULT_RESULT_TTL = env_int("JOB_DEFAULT_RESULT_TTL", 24 * 3600, minimum=0)
 JOB_DEFAULT_FAILURE_TTL = env_int("JOB_DEFAULT_FAILURE_TTL", 14 * 24 * 3600, minimum=60)
 SCHEDULE_LOCK_TIMEOUT = env_int("SCHEDULE_LOCK_TIMEOUT", 60, minimum=5)
+# Bearer token of GET /metrics (Prometheus); unset: the URL answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 # --- storage ---------------------------------------------------------------------
 
@@ -210,7 +257,14 @@ STATIC_URL = "/static/"
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "yesgoddess.core.storage.AtomicFileSystemStorage")
 STORAGES = {
     "default": {"BACKEND": STORAGE_BACKEND},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # collectstatic compresses (gzip) and, without DEBUG, names each file after its content
+    # hash so WhiteNoise can send it with a far-future cache header. Hashed names need the
+    # manifest collectstatic writes, so DEBUG runs (tests, `make`) keep plain names.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
 
@@ -278,6 +332,9 @@ CLAMD_SOCKET = env_str("CLAMD_SOCKET", str(VAR_DIR / "run" / "clamd.sock"))
 # clamd's StreamMaxLength must be at least the upload limit, or large uploads are
 # refused by the scanner instead of scanned.
 CLAMD_STREAM_MAX_LENGTH = env_int("CLAMD_STREAM_MAX_LENGTH", UPLOAD_MAX_BYTES, minimum=UPLOAD_MAX_BYTES)
+# Seconds the thumbnail and metadata steps may spend in ffmpeg/ffprobe/poppler. Past it
+# the machine is at fault (busy), not the file: the step is retried, never rejected.
+MEDIA_TOOL_TIMEOUT = env_int("MEDIA_TOOL_TIMEOUT", 120, minimum=1)
 
 # Key of the HMAC behind forensic watermark ids. Changing it makes ids issued before
 # unverifiable, so production sets its own; the default derives from SECRET_KEY.
@@ -324,16 +381,48 @@ SEARCH_REBUILD_BATCH_MS = env_int("SEARCH_REBUILD_BATCH_MS", 250, minimum=10)
 # --- logging -----------------------------------------------------------------------
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+# plain: human-readable lines (development); json: one JSON object per line, with `job` and
+# `job_id` on every line logged inside a job and `request_id` inside a request.
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "yesgoddess.core.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["levelname", "name", "message"],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
+    # One handler for every logger, so that in json mode every line is JSON: RQ's and
+    # rq-scheduler's (which add their own plain handlers only when none is found), and
+    # Django's (its default handlers replaced; unhandled request errors logged here).
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "jobs": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": True},
-        "yesgoddess": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": True},
+        "jobs": {"level": LOG_LEVEL},
+        "yesgoddess": {"level": LOG_LEVEL},
+        "django": {"level": "INFO"},
+        # rq-scheduler adds a plain handler of its own to this logger unless it has one.
+        "rq_scheduler.scheduler": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+
+# --- error reports and alerts ---------------------------------------------------------
+
+# Sentry (yesgoddess/core/sentry.py): unset, nothing is initialised and nothing is sent.
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
+# Who hears of a job's final failure and of a cron entry that stopped succeeding
+# (jobs/alerts.py calls them; dotted paths, so the job framework imports no domain app).
+JOB_FAILURE_ALERT = "yesgoddess.notifications.job_alerts.alert_job_failure"
+CRON_ALERT = "yesgoddess.notifications.job_alerts.alert_cron_state"
+# The dead-man's switch allows a cron run this long (plus the job's own timeout on every
+# attempt) after it fired before it calls the run missing.
+CRON_ALERT_GRACE_SECONDS = env_int("CRON_ALERT_GRACE_SECONDS", 900, minimum=0)
 
 # Modules whose JOBS tuples are merged into the registry. Empty in production; the test
 # suite sets it (for its worker processes too) to register jobs that fail on purpose.

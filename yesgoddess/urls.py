@@ -3,20 +3,28 @@ from django.contrib import admin
 from django.urls import include, path
 
 from jobs import views as job_views
+from jobs.metrics import metrics_view
 from yesgoddess.accounts.views import login_view
 from yesgoddess.analytics.views import record_events_view
 from yesgoddess.assets import views as asset_views
+from yesgoddess.assets import watermark_views
 from yesgoddess.campaigns import views as campaign_views
 from yesgoddess.emailing import views as emailing_views
 from yesgoddess.licensing import renewal_views, usage_views
+from yesgoddess.licensing import views as license_views
 from yesgoddess.notifications import views as notification_views
 from yesgoddess.projects import views as project_views
 from yesgoddess.royalties import views as royalty_views
 from yesgoddess.search.views import search_view
 
 urlpatterns = [
+    # Before admin.site.urls, which would take /admin/jobs/ for the jobs app's index.
+    path("admin/jobs/failed/", admin.site.admin_view(job_views.failed_jobs_page), name="admin-failed-jobs"),
     # django-rq's panel registers itself in the admin: /admin/django_rq/dashboard/
     path("admin/", admin.site.urls),
+    # Prometheus, Bearer METRICS_TOKEN (jobs/metrics.py). /healthz and /readyz are answered
+    # by yesgoddess.core.health.ProbeMiddleware, ahead of the HTTPS redirect and host check.
+    path("metrics", metrics_view, name="metrics"),
     path("api/auth/login", login_view, name="api-login"),
     path("api/jobs/", job_views.enqueue_job, name="api-enqueue-job"),
     path("api/jobs/<str:job_id>/", job_views.job_status, name="api-job-status"),
@@ -27,7 +35,20 @@ urlpatterns = [
     path("api/assets/<int:asset_id>/rescan", asset_views.rescan_asset, name="api-asset-rescan"),
     path("api/assets/<int:asset_id>/regenerate", asset_views.regenerate_asset, name="api-asset-regenerate"),
     path("api/assets/<int:asset_id>/watermark", asset_views.watermark_asset, name="api-asset-watermark"),
-    path("api/licenses/<int:license_id>/usage", usage_views.record_usage, name="api-license-usage"),
+    path("api/watermarks/<str:forensic_id>", watermark_views.lookup_forensic_id, name="api-watermark-lookup"),
+    path("api/licenses/<int:license_id>", license_views.license_detail, name="api-license-detail"),
+    path("api/licenses/<int:license_id>/usage", usage_views.license_usage, name="api-license-usage"),
+    path(
+        "api/licenses/<int:license_id>/usage/overages",
+        usage_views.license_overages,
+        name="api-license-usage-overages",
+    ),
+    path("api/licenses/<int:license_id>/renewal", renewal_views.current_offer, name="api-license-renewal"),
+    path(
+        "api/licenses/<int:license_id>/renewal/<int:offer_id>",
+        renewal_views.offer_detail,
+        name="api-license-renewal-offer",
+    ),
     path(
         "api/licenses/<int:license_id>/renewal/<int:offer_id>/accept",
         renewal_views.accept_offer,

@@ -21,8 +21,9 @@ def cleanup_sessions() -> dict[str, int]:
 
 
 def delete_accounts() -> dict[str, int]:
-    """account-deletion: accounts past their grace period, deleted or anonymised."""
-    return cleanup.delete_soft_deleted_accounts()
+    """account-deletion: accounts past their grace period erased, then deleted or kept
+    anonymised; anonymised ones deleted once free; old login records purged."""
+    return cleanup.run_account_deletion()
 
 
 def monitor_failed_logins() -> dict[str, int]:

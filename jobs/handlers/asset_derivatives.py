@@ -39,8 +39,9 @@ def watermark_asset(
     scale: float = derivatives.DEFAULT_SCALE,
     forensic: bool = False,
     user_id: int | None = None,
+    issued_at: str | None = None,
 ) -> dict[str, Any]:
-    """A watermarked copy of an image or video (forensic id on request)."""
+    """A watermarked copy of an image or video (forensic id on request, recorded)."""
     return derivatives.watermark_asset(
         asset_id,
         text=text,
@@ -50,6 +51,7 @@ def watermark_asset(
         scale=scale,
         forensic=forensic,
         user_id=user_id,
+        issued_at=issued_at,
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from yesgoddess.media import writes
-from yesgoddess.media.errors import MediaError
+from yesgoddess.media.errors import MachineFault, MediaError
 from yesgoddess.media.metadata import extract_metadata
 from yesgoddess.media.thumbnails import make_thumbnails, render_waveform
 from yesgoddess.media.tools import STDERR_TAIL_CHARS, run_tool
@@ -154,9 +154,19 @@ def test_non_zip_declared_as_docx_is_refused(tmp_path: Path) -> None:
         extract_metadata(src, "DOCUMENT", DOCX)
 
 
-def test_tool_timeout_becomes_media_error(mp4_file: Path, tmp_path: Path) -> None:
-    message = thumbnail_error(mp4_file, "VIDEO", "video/mp4", tmp_path / "out", timeout=0.001)
-    assert "timed out after 0.001 s" in message
+def test_tool_timeout_is_a_machine_fault_not_a_bad_file(mp4_file: Path, tmp_path: Path) -> None:
+    # A busy machine must not reject a valid upload: a timeout is retried, never a MediaError.
+    with pytest.raises(MachineFault, match=r"timed out after 0\.001 s") as caught:
+        make_thumbnails(mp4_file, "VIDEO", "video/mp4", tmp_path / "out", timeout=0.001)
+    assert not isinstance(caught.value, MediaError)
+    assert files_in(tmp_path / "out") == []
+
+
+def test_tool_killed_from_outside_is_a_machine_fault_but_a_crash_is_the_files() -> None:
+    with pytest.raises(MachineFault, match="killed by SIGKILL"):
+        run_tool(["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], timeout=30, failure="x")
+    with pytest.raises(MediaError):  # a decoder dying on a hostile file: the file is refused
+        run_tool(["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], timeout=30, failure="x")
 
 
 def test_tool_stderr_is_kept_as_a_short_tail() -> None:
@@ -169,7 +179,7 @@ def test_tool_stderr_is_kept_as_a_short_tail() -> None:
 
 
 def test_missing_tool_is_reported_by_name_as_a_machine_fault_not_a_bad_file() -> None:
-    with pytest.raises(RuntimeError, match="no-such-media-tool is not installed") as caught:
+    with pytest.raises(MachineFault, match="no-such-media-tool is not installed") as caught:
         run_tool(["no-such-media-tool"], timeout=5, failure="x")
     assert not isinstance(caught.value, MediaError)  # the upload must not be rejected for it
 

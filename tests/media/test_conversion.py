@@ -9,7 +9,7 @@ from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
 
 from yesgoddess.media import image_variants
 from yesgoddess.media.conversion import convert_audio, convert_image, convert_video, rendition_size
-from yesgoddess.media.errors import MediaError
+from yesgoddess.media.errors import MachineFault, MediaError
 
 from . import samples
 from .helpers import files_in
@@ -224,7 +224,7 @@ def test_video_without_audio_and_high_frame_rate(tmp_path: Path) -> None:
 
 
 def test_video_conversion_failure_leaves_nothing(mp4_file: Path, tmp_path: Path) -> None:
-    with pytest.raises(MediaError, match="timed out"):
+    with pytest.raises(MachineFault, match="timed out"):
         convert_video(mp4_file, tmp_path / "out", timeout=0.3)
     assert files_in(tmp_path / "out") == []
     junk = tmp_path / "junk.mp4"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from yesgoddess.media.errors import MediaError
+from yesgoddess.media.errors import MachineFault, MediaError
 from yesgoddess.media.previews import clip_window, make_audio_preview, make_video_preview
 
 from . import samples
@@ -158,7 +158,7 @@ def test_audio_file_is_not_a_video(wav_file: Path, tmp_path: Path) -> None:
 def test_timeout_leaves_neither_final_nor_temporary_file(mp4_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "preview.mp4"
     out.parent.mkdir()
-    with pytest.raises(MediaError, match="timed out"):
+    with pytest.raises(MachineFault, match="timed out"):
         make_video_preview(mp4_file, out, timeout=0.3)
     assert files_in(out.parent) == []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from yesgoddess.media.errors import MediaError
+from yesgoddess.media.errors import MachineFault, MediaError
 from yesgoddess.media.forensic import FORENSIC_ID_PATTERN, forensic_id, verify_forensic_id
 from yesgoddess.media.watermark import POSITIONS, read_forensic_id, watermark_image, watermark_video
 
@@ -268,6 +268,6 @@ def test_video_watermark_refusals(clip_without_audio: Path, tmp_path: Path) -> N
     empty.write_bytes(b"")
     with pytest.raises(MediaError, match="The file is empty"):
         watermark_video(empty, out, text="x")
-    with pytest.raises(MediaError, match="timed out"):
+    with pytest.raises(MachineFault, match="timed out"):
         watermark_video(clip_without_audio, out, text="x", timeout=0.05)
     assert files_in(out.parent) == []

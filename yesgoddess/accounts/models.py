@@ -49,18 +49,23 @@ def hash_token(raw: str) -> str:
 
 
 class ApiTokenQuerySet(models.QuerySet):
-    def issue(self, user: User, name: str = "") -> tuple[ApiToken, str]:
+    def issue(self, user: User, name: str = "", *, service: bool = False) -> tuple[ApiToken, str]:
         """Create a token for `user`; return the row and the only copy of the raw token."""
         raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = self.create(user=user, name=name, key_hash=hash_token(raw), prefix=raw[:10])
+        token = self.create(user=user, name=name, key_hash=hash_token(raw), prefix=raw[:10], service=service)
         return token, raw
 
-    def user_for(self, raw: str) -> User | None:
+    def token_for(self, raw: str) -> ApiToken | None:
+        """The live token `raw` names (its user active), marked used; None otherwise."""
         token = self.select_related("user").filter(key_hash=hash_token(raw), revoked_at__isnull=True).first()
         if token is None or not token.user.is_active:
             return None
         self.filter(pk=token.pk).update(last_used_at=timezone.now())
-        return token.user
+        return token
+
+    def user_for(self, raw: str) -> User | None:
+        token = self.token_for(raw)
+        return token.user if token is not None else None
 
 
 class ApiToken(models.Model):
@@ -73,6 +78,9 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A server-side collector's token: its analytics events are trusted (revenue figures,
+    # any object, events recorded for a visitor), as staff's are.
+    service = models.BooleanField(default=False, db_default=False)
 
     objects = ApiTokenQuerySet.as_manager()
 

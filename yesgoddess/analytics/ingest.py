@@ -13,14 +13,17 @@ Rules:
   roll-up of a day runs at 02:00 the next day, so every accepted event is counted by it
   (older events are imported by operators and re-aggregated with `backfill_metrics`).
 - project_id, ip_asset_id, license_id, post_id, brand_id, creator_id: optional ids of
-  existing rows (400 otherwise).
+  rows the caller may see (`access`: theirs, or public; any for a trusted source), 400
+  otherwise, with the same answer whether the row does not exist or is not theirs.
 - props: optional JSON object (<= MAX_PROPS_BYTES once encoded). `userAgent` (string)
   is parsed by the enrichment; without it the request's User-Agent header is used.
   `referrer`, `landingPage` and `utmSource`/`utmMedium`/`utmCampaign`/`utmTerm`/
   `utmContent` of a session's first event become its session context.
 - session_id: optional string (<= 128).
-- The actor is the authenticated user. Staff (a trusted server-side collector) may set
-  actor_type, actor_id and user_id for the visitor instead.
+- The actor is the authenticated user. A trusted source (staff, or a service token: a
+  server-side collector) may set actor_type, actor_id and user_id for the visitor
+  instead, and is the only one whose props may carry revenueCents (money that flows
+  into license ROI and the roll-ups): from anyone else such an event is refused (403).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from redis.exceptions import RedisError
 
+from .access import REVENUE_PROP, Actor, visible_ids
 from .enrichment import SESSION_KEY, SESSION_TTL, UTM_KEYS, request_flush
 
 MAX_BATCH = 500
@@ -70,7 +74,15 @@ log = logging.getLogger(__name__)
 
 
 class EventInputError(ValueError):
-    """An event the API refuses (400 with the message)."""
+    """An event the API refuses (`status`, 400 unless said otherwise, with the message)."""
+
+    status = 400
+
+
+class EventForbidden(EventInputError):
+    """An event only a trusted source may send (403)."""
+
+    status = 403
 
 
 def _reference_models() -> dict[str, Any]:
@@ -89,12 +101,6 @@ def _reference_models() -> dict[str, Any]:
         "brand_id": Brand,
         "creator_id": Creator,
     }
-
-
-@dataclass
-class Actor:
-    user_id: int
-    is_staff: bool
 
 
 def _string(data: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
@@ -208,8 +214,8 @@ def parse_event(data: Any, *, actor: Actor, now: datetime, user_agent: str = "")
     if not keys <= FIELDS:
         raise EventInputError(f"unknown field(s): {', '.join(sorted(keys - FIELDS))}.")
     staff_fields = STAFF_ONLY & keys
-    if staff_fields and not actor.is_staff:
-        raise EventInputError(f"only staff may set {', '.join(sorted(staff_fields))}.")
+    if staff_fields and not actor.trusted:
+        raise EventInputError(f"only staff or a service token may set {', '.join(sorted(staff_fields))}.")
     references = {key: value for key in REFERENCES if (value := _id(data, key)) is not None}
     event_type = _string(data, "event_type", 100, required=True)
     source = _string(data, "source", 50, required=True)
@@ -226,6 +232,8 @@ def parse_event(data: Any, *, actor: Actor, now: datetime, user_agent: str = "")
         **references,
     }
     props, props_text = _props(data, user_agent)
+    if REVENUE_PROP in props and not actor.trusted:
+        raise EventForbidden(f"props.{REVENUE_PROP} is taken only from staff or a service token (server-side).")
     if staff_fields:
         columns["actor_type"] = _string(data, "actor_type", 50)
         columns["actor_id"] = _string(data, "actor_id", 64)
@@ -254,7 +262,7 @@ def parse_events(body: dict[str, Any], *, actor: Actor, user_agent: str = "") ->
         try:
             event, refs = parse_event(item, actor=actor, now=now, user_agent=user_agent)
         except EventInputError as exc:
-            raise EventInputError(f"events[{index}]: {exc}" if batch else str(exc)) from None
+            raise type(exc)(f"events[{index}]: {exc}" if batch else str(exc)) from None
         events.append(event)
         references.append(refs)
     models = _reference_models()
@@ -262,10 +270,10 @@ def parse_events(body: dict[str, Any], *, actor: Actor, user_agent: str = "") ->
         ids = {refs[key] for refs in references if key in refs}
         if not ids:
             continue
-        missing = ids - set(models[key].objects.filter(pk__in=ids).values_list("pk", flat=True))
-        if missing:
+        missing = ids - visible_ids(models[key], key, ids, actor)
+        if missing:  # not there, or not the caller's to see: the same answer
             index = next(i for i, refs in enumerate(references) if refs.get(key) in missing)
-            message = f"{key} {references[index][key]} does not exist."
+            message = f"{key} {references[index][key]} does not exist or is not visible to you."
             raise EventInputError(f"events[{index}]: {message}" if batch else message)
     return events, batch
 

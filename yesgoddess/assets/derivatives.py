@@ -6,19 +6,27 @@ list of what exists is merged into the asset's metadata under the step's own key
 
 Derivatives are made only from live, clean, non-rejected assets of the right type; any
 other request raises `AssetUnusable`, as does a file the media code cannot read (the
-original is kept: unlike thumbnails, a failed derivative does not reject the asset).
+original is kept: unlike thumbnails, a failed derivative does not reject the asset). A
+tool that is missing or out of time (`MachineFault`) is the machine's fault: it propagates,
+so RQ retries the job, and the final failure is recorded under the step's key.
+
+Every forensic watermark is also recorded, append-only, in `WatermarkIssuance`
+(`watermarks.py`): metadata["watermark"] only says what the latest run made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils import timezone
 
 from yesgoddess.media.conversion import convert_audio, convert_image, convert_video
@@ -30,6 +38,7 @@ from yesgoddess.media.watermark import POSITIONS, watermark_image, watermark_vid
 from .models import AssetStatus, AssetType, IpAsset
 from .processing import AssetUnusable, processable_asset, record_step_failure
 from .services import local_copy, merge_metadata
+from .watermarks import record_issuance
 
 PREVIEW_TYPES = (AssetType.VIDEO, AssetType.AUDIO)
 CONVERTIBLE_TYPES = (AssetType.IMAGE, AssetType.VIDEO, AssetType.AUDIO)
@@ -153,9 +162,12 @@ def watermark_asset(
     scale: float = DEFAULT_SCALE,
     forensic: bool = False,
     user_id: int | None = None,
+    issued_at: str | None = None,
 ) -> dict[str, Any]:
     """A watermarked copy (the original is never touched). `forensic` embeds an HMAC
-    id of (user, asset, time) in the visible mark and in the file's metadata."""
+    id of (user, asset, time) in the visible mark and in the file's metadata, and records
+    the issuance. `issued_at` (ISO 8601, with offset) is the time signed into the id: the
+    API passes the request's time, so a retried job makes the same copy and record."""
     asset = derivable_asset(asset_id, WATERMARKABLE_TYPES, "a watermark")
     if asset is None:
         return {"skipped": "deleted"}
@@ -163,8 +175,10 @@ def watermark_asset(
         raise AssetUnusable(f"Unknown position {position!r}; use one of {', '.join(POSITIONS)}.")
     if forensic and user_id is None:
         raise AssetUnusable("A forensic watermark needs the user_id it is issued to.")
-    issued_at = timezone.now()
-    fid = forensic_id(user_id, asset_id, issued_at, settings.WATERMARK_FORENSIC_KEY.encode()) if forensic else None
+    if forensic and not get_user_model().objects.filter(pk=user_id).exists():
+        raise AssetUnusable(f"User {user_id}, the recipient of the forensic watermark, does not exist.")
+    issued = _issue_time(issued_at)
+    fid = forensic_id(user_id, asset_id, issued, settings.WATERMARK_FORENSIC_KEY.encode()) if forensic else None
     logo = IpAsset.objects.filter(pk=logo_asset_id, deleted_at__isnull=True).first() if logo_asset_id else None
     if logo_asset_id and logo is None:
         raise AssetUnusable(f"Logo asset {logo_asset_id} does not exist.")
@@ -187,18 +201,46 @@ def watermark_asset(
             except MediaError as exc:
                 raise AssetUnusable(str(exc)) from None
         key = store(asset_id, made["path"], name)
-    merge_metadata(
-        asset_id,
-        "watermark",
-        {
-            "key": key,
-            "position": position,
-            "opacity": opacity,
-            "text": text,
-            "logo_asset_id": logo_asset_id,
-            "forensic_id": fid,
-            "issued_to": user_id if forensic else None,
-            "issued_at": issued_at.isoformat(),
-        },
-    )
-    return {"watermarked": 1}
+    with transaction.atomic():
+        merge_metadata(
+            asset_id,
+            "watermark",
+            {
+                "key": key,
+                "position": position,
+                "opacity": opacity,
+                "text": text,
+                "logo_asset_id": logo_asset_id,
+                "forensic_id": fid,
+                "issued_to": user_id if forensic else None,
+                "issued_at": issued.isoformat(),
+            },
+        )
+        recorded = fid is not None and record_issuance(
+            asset_id=asset_id,
+            recipient_id=user_id,
+            forensic_id=fid,
+            issued_at=issued,
+            options={
+                "text": text,
+                "logo_asset_id": logo_asset_id,
+                "position": position,
+                "opacity": opacity,
+                "scale": scale,
+            },
+            key=key,
+        )
+    return {"watermarked": 1, "issuances_recorded": int(recorded)}
+
+
+def _issue_time(raw: str | None) -> datetime:
+    """The issue time of a forensic copy: `raw` (ISO 8601 with an offset), else now."""
+    if raw is None:
+        return timezone.now()
+    try:
+        issued = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        issued = None
+    if issued is None or issued.tzinfo is None:
+        raise AssetUnusable(f"issued_at must be an ISO 8601 time with an offset, not {raw!r}.")
+    return issued

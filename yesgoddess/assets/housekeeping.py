@@ -6,7 +6,8 @@ each call one function here.
 
 A hard delete removes the row first and the stored files only once the row is gone, so
 an asset still referenced by licenses, royalty lines or derivative assets is kept (and
-reported) with its files intact."""
+reported) with its files intact. An upload whose processing failed on our side (scan
+ERROR, a tool out of time: `faults.py`) is never purged: only the file's own faults are."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
-from django.db.models import ProtectedError, Q, QuerySet, RestrictedError
+from django.db import DatabaseError, connection, transaction
+from django.db.models import ProtectedError, QuerySet, RestrictedError
 from django.utils import timezone
 
 from yesgoddess.core.batches import in_pk_batches, referencing_models
@@ -109,14 +110,21 @@ def abandoned_uploads(now: datetime) -> QuerySet:
 
 
 def failed_uploads(now: datetime) -> QuerySet:
-    # The pipeline gave up (scan ERROR, or a file it could not read) a week ago and
-    # nothing has touched the asset since; infected ones have their own, longer rule.
-    return IpAsset.objects.filter(
-        Q(scan_status=ScanStatus.ERROR) | Q(status=AssetStatus.REJECTED),
-        pipeline_failed_at__lt=now - FAILED_RETENTION,
-        updated_at__lt=now - FAILED_RETENTION,
-        deleted_at__isnull=True,
-    ).exclude(scan_status=ScanStatus.INFECTED)
+    # The pipeline rejected the file itself (it could not read it) a week ago and nothing
+    # has touched the asset since; infected ones have their own, longer rule. A failure of
+    # ours (scan ERROR: clamd down or refusing; a processing_error: a tool out of time, a
+    # killed worker) is never purged: the upload waits for a rescan or a regenerate.
+    return (
+        IpAsset.objects.filter(
+            status=AssetStatus.REJECTED,
+            pipeline_failed_at__lt=now - FAILED_RETENTION,
+            updated_at__lt=now - FAILED_RETENTION,
+            deleted_at__isnull=True,
+            processing_error__isnull=True,
+        )
+        .exclude(scan_status=ScanStatus.INFECTED)
+        .exclude(scan_status=ScanStatus.ERROR)
+    )
 
 
 def infected_uploads(now: datetime) -> QuerySet:
@@ -168,7 +176,10 @@ def cleanup_uploads(*, dry_run: bool = False) -> dict[str, int]:
 # --- storage snapshot (storage-metrics-calculation) ------------------------------------------
 
 # One statement per entity kind: aggregate live assets per entity, per type, then upsert
-# today's row. The trend compares with the entity's latest snapshot before today.
+# today's row. The trend compares with the entity's latest snapshot before today. Every
+# computed value is clamped into its column's range, so no entity's numbers, however odd
+# (a 500-byte owner who uploads a 110 MB video grows by 2.2 billion bps), can make the
+# statement fail for everyone else.
 SNAPSHOT_SQL = """
 WITH scoped AS (
     SELECT {entity_expr} AS entity_id, a.id, a.type, a.file_size
@@ -194,10 +205,13 @@ WITH scoped AS (
 INSERT INTO storage_metrics (snapshot_date, entity_type, entity_id, total_bytes, file_count, average_file_size,
                              largest_file_size, largest_file_id, storage_trend_bps, breakdown_by_type,
                              created_at, updated_at)
-SELECT %(day)s, %(kind)s, c.entity_id, c.total, c.files, CASE WHEN c.files > 0 THEN c.total / c.files ELSE 0 END,
+SELECT %(day)s, %(kind)s, c.entity_id, LEAST(c.total, {bigint_max}), LEAST(c.files, {int_max}),
+       CASE WHEN c.files > 0 THEN LEAST(c.total / c.files, {bigint_max}) ELSE 0 END,
        c.largest, c.largest_id::text,
        COALESCE((SELECT CASE WHEN p.total_bytes > 0
-                             THEN ROUND((c.total - p.total_bytes) * 10000.0 / p.total_bytes)::int ELSE 0 END
+                             THEN LEAST(ROUND((c.total - p.total_bytes) * 10000.0 / p.total_bytes),
+                                        {bigint_max})::bigint
+                             ELSE 0 END
                  FROM storage_metrics p
                  WHERE p.entity_type = %(kind)s AND p.entity_id = c.entity_id AND p.snapshot_date < %(day)s
                  ORDER BY p.snapshot_date DESC LIMIT 1), 0),
@@ -209,6 +223,8 @@ ON CONFLICT (snapshot_date, entity_type, entity_id) DO UPDATE SET
     largest_file_id = EXCLUDED.largest_file_id, storage_trend_bps = EXCLUDED.storage_trend_bps,
     breakdown_by_type = EXCLUDED.breakdown_by_type, updated_at = now()
 """
+
+COLUMN_LIMITS = {"bigint_max": 2**63 - 1, "int_max": 2**31 - 1}
 
 ENTITY_KINDS = {
     "platform": {"entity_expr": "''", "join": "", "where": "", "entities": "SELECT ''::text AS entity_id"},
@@ -233,13 +249,28 @@ ENTITY_KINDS = {
 }
 
 
+class StorageMetricsIncomplete(Exception):
+    """Some entity kinds could not be snapshotted (the others were); worth a retry."""
+
+
 def calculate_storage_metrics() -> dict[str, int]:
     """Today's (UTC) storage snapshot for the platform and every live user, project and
-    brand. Re-running the same day updates the same rows."""
+    brand. Re-running the same day updates the same rows. Each kind is its own statement
+    in its own savepoint: one that fails is reported (and the job retried) after the
+    others were written, instead of stopping them."""
     day = timezone.now().date()
     counts: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        for kind, parts in ENTITY_KINDS.items():
-            cursor.execute(SNAPSHOT_SQL.format(**parts), {"day": day, "kind": kind})
-            counts[kind] = cursor.rowcount
+    failed: dict[str, str] = {}
+    for kind, parts in ENTITY_KINDS.items():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(SNAPSHOT_SQL.format(**parts, **COLUMN_LIMITS), {"day": day, "kind": kind})
+                counts[kind] = cursor.rowcount
+        except DatabaseError as exc:
+            log.error("storage snapshot of kind=%s failed: %s", kind, exc)
+            failed[kind] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if failed:
+        done = ", ".join(f"{kind}={n}" for kind, n in counts.items()) or "none"
+        problems = "; ".join(f"{kind}: {error}" for kind, error in failed.items())
+        raise StorageMetricsIncomplete(f"Snapshot written for {done}; failed for {problems}.")
     return counts

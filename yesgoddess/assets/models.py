@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -70,6 +72,16 @@ class IpAsset(models.Model):
     # Set once the upload was accepted and processing began: an asset that ever reached
     # PROCESSING is never an abandoned upload (spec A §2.12 defect).
     processing_started_at = models.DateTimeField(null=True, blank=True)
+    # Failures that were ours, not the file's (clamd unreachable, a tool missing or out of
+    # time, a killed worker), by step: {"scan" | "thumbnails" | "extracted" | "finalize":
+    # {"error", "since", "at", "attempts", "final"}}. "final": false while RQ still retries
+    # (processing is delayed), true once it gave up (a rescan or regenerate clears it; the
+    # scan sweep rescans by itself). NULL when nothing is wrong. Never a rejection, never
+    # purged. See `faults.py`.
+    processing_error = models.JSONField(null=True, blank=True)
+    # When the uploader was told that processing is delayed on our side (once per episode;
+    # cleared with the last processing_error entry).
+    delay_notified_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assets")
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -87,6 +99,7 @@ class IpAsset(models.Model):
             models.Index(fields=["deleted_at"], name="asset_deleted_idx", condition=Q(deleted_at__isnull=False)),
             models.Index(fields=["scan_status", "updated_at"], name="asset_scan_updated_idx"),
             models.Index(fields=["status", "created_at"], name="asset_status_created_idx"),
+            models.Index(fields=["id"], name="asset_processing_error_idx", condition=Q(processing_error__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -169,7 +182,10 @@ class StorageMetrics(models.Model):
     average_file_size = models.BigIntegerField(default=0)
     largest_file_size = models.BigIntegerField(default=0)
     largest_file_id = models.CharField(max_length=64, null=True, blank=True)
-    storage_trend_bps = models.IntegerField(default=0)
+    # Growth since the entity's previous snapshot in basis points (10,000 = +100 %). A
+    # bigint, clamped to its range by the query: a 500-byte owner who uploads a 110 MB video
+    # grows by 2.2 billion bps, past a 32-bit integer (issue 21, item 5).
+    storage_trend_bps = models.BigIntegerField(default=0)
     breakdown_by_type = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -205,3 +221,43 @@ class OwnershipFinding(models.Model):
                 fields=["ip_asset"], condition=Q(resolved_at__isnull=True), name="ownership_finding_one_open"
             )
         ]
+
+
+class WatermarkIssuance(models.Model):
+    """One forensically watermarked copy handed to one person: who got which asset when,
+    with which options, under which forensic id. Staff look a leaked copy's id up here
+    (`watermarks.lookup`, `GET /api/watermarks/<id>`, the admin).
+
+    Append-only: a database trigger refuses UPDATE and DELETE (migration 0006), and so
+    do `save()` on an existing row and `delete()`. The record outlives its asset (no
+    database constraint on `asset_id`, so asset-cleanup can still purge the asset and
+    its files) and keeps its recipient (PROTECT: account deletion anonymises instead).
+    """
+
+    asset = models.ForeignKey(
+        IpAsset, on_delete=models.DO_NOTHING, db_constraint=False, related_name="watermark_issuances"
+    )
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    forensic_id = models.CharField(max_length=16, unique=True)
+    options = models.JSONField(default=dict, help_text="text, logo_asset_id, position, opacity, scale")
+    storage_key = models.CharField(max_length=1024, help_text="the watermarked copy")
+    issued_at = models.DateTimeField(help_text="the moment signed into the forensic id")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "watermark_issuances"
+        indexes = [
+            models.Index(fields=["asset", "issued_at"], name="watermark_asset_idx"),
+            models.Index(fields=["recipient", "issued_at"], name="watermark_recipient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.forensic_id} (asset {self.asset_id} to user {self.recipient_id})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("A watermark issuance is append-only: it is never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("A watermark issuance is append-only: it is never deleted.")

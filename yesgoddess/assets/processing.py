@@ -4,9 +4,19 @@ Flow (DECISIONS.md, Assets): upload -> PROCESSING + `asset-virus-scan` (critical
 CLEAN -> `asset-thumbnail-generation` and `asset-metadata-extraction` (media), and
 `asset-virus-scan-finalize`, which RQ runs once both have ended and which moves the
 asset to REVIEW when both succeeded. INFECTED -> REJECTED, file quarantined, uploader
-and admins told. Scanner unreachable -> `scanner.ScannerUnavailable` propagates so the
-job is retried, then `record_scan_failure` sets scan ERROR and tells admins; never
-CLEAN without a verdict from clamd.
+and admins told. Never CLEAN without a verdict from clamd.
+
+Every path ends in REVIEW, in REJECTED with a reason (the file is bad: infected or
+unreadable), or in a visible error of ours that a retry clears (`faults.py`):
+- scanner unreachable -> `scanner.ScannerUnavailable` propagates and RQ retries over
+  about 24 hours (the registry); the delay is recorded and the uploader told once that
+  processing is delayed; the final failure sets scan ERROR and tells admins, and the
+  `asset-virus-scan.sweep` job rescans every such asset once clamd answers again;
+- clamd refuses the file, or the original is missing from storage -> scan ERROR at once
+  (not retryable by the sweep: a person has to look), admins and uploader told;
+- a tool missing, timed out or killed (`MachineFault`), or any other error of ours in
+  thumbnails, metadata or finalize -> retried, then `processing_error` (a regenerate
+  clears it); never REJECTED.
 
 A step that can never use its asset (missing, not scanned clean, unreadable file)
 raises `AssetUnusable`; the job handlers in `jobs/handlers/assets.py` and
@@ -28,13 +38,13 @@ from django.utils import timezone
 
 from jobs.api import enqueue
 from yesgoddess.core.errors import InvalidInput
-from yesgoddess.media.errors import MediaError
+from yesgoddess.media.errors import MachineFault, MediaError
 from yesgoddess.media.metadata import extract_metadata
 from yesgoddess.media.thumbnails import make_thumbnails
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import alert_admins, notify
 
-from . import scanner
+from . import faults, scanner
 from .models import AssetStatus, IpAsset, ScanStatus
 from .services import audit, change_status, local_copy, merge_metadata, quarantine, reject
 
@@ -114,14 +124,20 @@ def scan_asset(asset_id: int, *, force: bool = False) -> dict[str, Any]:
         return {"skipped": "deleted"}
     if asset.scan_status in (ScanStatus.CLEAN, ScanStatus.INFECTED) and not force:
         return {"skipped": f"already {asset.scan_status}"}
+    if asset.scan_status == ScanStatus.INFECTED:  # its verdict stands (and upload-cleanup's rule with it)
+        raise AssetUnusable(f"Asset {asset_id} is infected and quarantined; it is never rescanned.")
     IpAsset.objects.filter(pk=asset_id).update(scan_status=ScanStatus.SCANNING, updated_at=timezone.now())
     try:
         with default_storage.open(asset.storage_key, "rb") as original:
             verdict = scanner.scan(original, settings.CLAMD_SOCKET)
     except FileNotFoundError:
-        raise AssetUnusable(f"The file of asset {asset_id} is missing from storage ({asset.storage_key}).") from None
+        missing = f"The file of asset {asset_id} is missing from storage ({asset.storage_key})."
+        raise refuse_scan(asset, missing) from None
     except scanner.ScanRefused as exc:
-        raise AssetUnusable(str(exc)) from None
+        raise refuse_scan(asset, str(exc)) from None
+    except scanner.ScannerUnavailable as exc:
+        note_scan_delayed(asset, str(exc))
+        raise  # RQ retries it (over hours: jobs/registry.py)
     result = {
         "scanned": True,
         "engine": verdict.engine,
@@ -139,6 +155,7 @@ def _handle_clean(asset: IpAsset, result: dict[str, Any]) -> dict[str, Any]:
         IpAsset.objects.filter(pk=asset.pk).update(
             scan_status=ScanStatus.CLEAN, scan_result=result, updated_at=timezone.now()
         )
+        faults.clear(asset.pk, faults.SCAN)
         audit(asset, "ASSET_SCAN_CLEAN", asset.status, asset.status, engine=result["engine"])
         if asset.status == AssetStatus.PROCESSING:
             enqueue_processing(asset.pk, asset_type=asset.type)
@@ -158,6 +175,7 @@ def _handle_infected(asset: IpAsset, result: dict[str, Any]) -> dict[str, Any]:
             pipeline_failed_at=timezone.now(),
             updated_at=timezone.now(),
         )
+        faults.clear(asset.pk, faults.SCAN)
         audit(asset, "ASSET_INFECTED", asset.status, AssetStatus.REJECTED, threats=result["threats"])
         notify(
             [asset.created_by_id],
@@ -185,25 +203,60 @@ def _handle_infected(asset: IpAsset, result: dict[str, Any]) -> dict[str, Any]:
     return {"infected": 1, **counts}
 
 
+def note_scan_delayed(asset: IpAsset, error: str) -> None:
+    """clamd did not answer and RQ will retry: the scan waits again (PENDING), the delay is
+    recorded, and once the first retry failed too (no mere blip) the uploader is told
+    that processing is delayed, not that the file is bad."""
+    IpAsset.objects.filter(pk=asset.pk, scan_status=ScanStatus.SCANNING).update(scan_status=ScanStatus.PENDING)
+    entry = faults.note_delayed(asset.pk, faults.SCAN, error)
+    if entry["attempts"] >= 2 and asset.status == AssetStatus.PROCESSING:
+        faults.tell_uploader_delayed(asset)
+
+
+def refuse_scan(asset: IpAsset, reason: str) -> AssetUnusable:
+    """clamd answered but will not scan the file, or the original is gone from storage:
+    retrying will not help, so scan ERROR now, marked not retryable (the sweep leaves it to
+    a person). Our fault, not the file's: never REJECTED. Returns the error to raise."""
+    _record_scan_error(asset, reason, retryable=False, job_id=None)
+    return AssetUnusable(reason)
+
+
 def record_scan_failure(asset_id: int | None, error: str, job_id: str) -> None:
-    """The scan finally failed: scan ERROR (never CLEAN), admins told. An asset that got a
-    verdict meanwhile, or no longer exists, is left alone."""
+    """The scan finally failed (RQ gave up, or the worker died): scan ERROR (never CLEAN),
+    retryable: the sweep rescans it once clamd answers. An asset that got a verdict
+    meanwhile, no longer exists, or whose refusal `refuse_scan` recorded, is left alone."""
     asset = IpAsset.objects.filter(pk=asset_id).first()
     if asset is None or asset.scan_status in (ScanStatus.CLEAN, ScanStatus.INFECTED):
         return
+    if asset.scan_status == ScanStatus.ERROR and (asset.scan_result or {}).get("retryable") is False:
+        return
+    _record_scan_error(asset, error, retryable=True, job_id=job_id)
+
+
+def _record_scan_error(asset: IpAsset, error: str, *, retryable: bool, job_id: str | None) -> None:
+    now = timezone.now()
     with transaction.atomic():
         IpAsset.objects.filter(pk=asset.pk).update(
             scan_status=ScanStatus.ERROR,
-            scan_result={"error": error, "failed_at": timezone.now().isoformat()},
-            pipeline_failed_at=timezone.now(),
-            updated_at=timezone.now(),
+            scan_result={"error": error, "failed_at": now.isoformat(), "retryable": retryable},
+            pipeline_failed_at=now,
+            updated_at=now,
         )
-        audit(asset, "ASSET_SCAN_FAILED", asset.status, asset.status, error=error)
+        faults.record_final(asset.pk, faults.SCAN, error, retryable=retryable)
+        audit(asset, "ASSET_SCAN_FAILED", asset.status, asset.status, error=error, retryable=retryable)
+    if asset.deleted_at is None and asset.status == AssetStatus.PROCESSING:
+        faults.tell_uploader_delayed(asset)  # a rescan of an asset in REVIEW delays nobody
     alert_admins(
         title=f"Virus scan failed (asset {asset.pk})",
         message=error,
         email_template="asset_scan_failed",
-        context={"asset_id": asset.pk, "asset_type": asset.type, "file_size": asset.file_size, "error": error},
+        context={
+            "asset_id": asset.pk,
+            "asset_type": asset.type,
+            "file_size": asset.file_size,
+            "error": error,
+            "retryable": retryable,
+        },
         priority=Notification.Priority.HIGH,
         metadata={"asset_id": asset.pk, "job_id": job_id},
     )
@@ -220,10 +273,13 @@ def generate_thumbnails(asset_id: int) -> dict[str, Any]:
         return {"skipped": "deleted"}
     with local_copy(asset.storage_key) as source, tempfile.TemporaryDirectory(prefix="thumbs-") as out:
         try:
-            made = make_thumbnails(source, asset.type, asset.mime_type, Path(out))
+            made = make_thumbnails(source, asset.type, asset.mime_type, Path(out), timeout=settings.MEDIA_TOOL_TIMEOUT)
         except MediaError as exc:
             reject(asset_id, str(exc))
             raise AssetUnusable(str(exc)) from None
+        except MachineFault as exc:  # the machine's fault: retried, never a rejection
+            faults.note_delayed(asset_id, "thumbnails", str(exc))
+            raise
         sizes = {}
         for size, info in made["sizes"].items():
             key = f"derivatives/{asset_id}/thumbnail_{size}.jpg"
@@ -240,11 +296,15 @@ def generate_thumbnails(asset_id: int) -> dict[str, Any]:
             "generated_at": timezone.now().isoformat(),
         },
     )
+    faults.clear(asset_id, "thumbnails")
     return {"thumbnails": len(sizes)}
 
 
-def record_thumbnail_failure(asset_id: int | None, error: str) -> None:
+def record_thumbnail_failure(asset_id: int | None, error: str, job_id: str) -> None:
+    """Final failure of the thumbnails: the error under metadata["thumbnails"]; if the
+    asset now waits in PROCESSING (the failure was ours), a visible, retryable error."""
     record_step_failure(asset_id, "thumbnails", error)
+    faults.record_step_fault(asset_id, "thumbnails", error, job_id)
 
 
 # --- metadata extraction ------------------------------------------------------------------------
@@ -258,10 +318,13 @@ def extract_asset_metadata(asset_id: int) -> dict[str, Any]:
         return {"skipped": "deleted"}
     with local_copy(asset.storage_key) as source:
         try:
-            extracted = extract_metadata(source, asset.type, asset.mime_type)
+            extracted = extract_metadata(source, asset.type, asset.mime_type, timeout=settings.MEDIA_TOOL_TIMEOUT)
         except MediaError as exc:
             reject(asset_id, str(exc))
             raise AssetUnusable(str(exc)) from None
+        except MachineFault as exc:  # the machine's fault: retried, never a rejection
+            faults.note_delayed(asset_id, "extracted", str(exc))
+            raise
         size = source.stat().st_size
     merge_metadata(
         asset_id,
@@ -273,11 +336,14 @@ def extract_asset_metadata(asset_id: int) -> dict[str, Any]:
             "extracted_at": timezone.now().isoformat(),
         },
     )
+    faults.clear(asset_id, "extracted")
     return {"fields": len(extracted)}
 
 
-def record_metadata_failure(asset_id: int | None, error: str) -> None:
+def record_metadata_failure(asset_id: int | None, error: str, job_id: str) -> None:
+    """Final failure of the metadata extraction; see `record_thumbnail_failure`."""
     record_step_failure(asset_id, "extracted", error)
+    faults.record_step_fault(asset_id, "extracted", error, job_id)
 
 
 # --- the move to REVIEW ---------------------------------------------------------------------------
@@ -293,4 +359,11 @@ def finish_processing(asset_id: int) -> dict[str, Any]:
     moved = change_status(
         asset_id, from_statuses=(AssetStatus.PROCESSING,), to=AssetStatus.REVIEW, action="ASSET_READY_FOR_REVIEW"
     )
+    faults.clear(asset_id)  # every step this asset needs has succeeded
     return {"moved_to_review": int(moved)}
+
+
+def record_finalize_failure(asset_id: int | None, error: str, job_id: str) -> None:
+    """Final failure of the move to REVIEW itself (say the database was down through every
+    retry): a visible, retryable error rather than an asset left in PROCESSING."""
+    faults.record_step_fault(asset_id, "finalize", error, job_id)

@@ -76,3 +76,11 @@ def scan(fileobj: BinaryIO, socket_path: str, timeout: float = 120) -> Verdict:
         raise ScannerUnavailable(f"clamd is unreachable at {socket_path}: {exc}") from exc
     verdict = client.scan_fileobj(fileobj)
     return Verdict(clean=verdict.clean, threats=verdict.threats, engine=engine)
+
+
+def is_answering(socket_path: str, timeout: float = 5) -> bool:
+    """Whether clamd answers on `socket_path` right now (its VERSION command)."""
+    try:
+        return bool(StreamingClamd(filename=socket_path, timeout=timeout).version())
+    except (TimeoutError, OSError, pyclamd.ConnectionError):
+        return False

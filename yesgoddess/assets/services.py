@@ -28,6 +28,11 @@ from yesgoddess.media.detect import asset_type_for_mime, check_declared_type, de
 from .models import AssetStatus, IpAsset, ScanStatus
 
 THUMBNAIL_SIZES = ("small", "medium", "large")
+# processing_error steps an operator retries by regenerating, and the steps to regenerate
+# (the scan is retried by a rescan; see faults.py).
+REGENERATE_STEPS = {"thumbnails": ["thumbnails"], "extracted": ["metadata"], "finalize": ["thumbnails", "metadata"]}
+# The metadata key of each step the move to REVIEW waits for.
+FIRST_STEP_KEYS = {"thumbnails": "thumbnails", "extracted": "metadata"}
 
 
 class UploadRejected(Exception):
@@ -193,6 +198,21 @@ def derivative_keys(asset_id: int) -> list[str]:
     return keys
 
 
+def retry_hint(asset: IpAsset) -> dict[str, Any] | None:
+    """How to retry what `processing_error` holds: a rescan for the scan, else a
+    regenerate of the failed steps and of any first step without a result yet (REVIEW
+    needs both). None when nothing of ours failed."""
+    errors = asset.processing_error or {}
+    if not errors:
+        return None
+    if "scan" in errors:
+        return {"method": "POST", "path": f"/api/assets/{asset.pk}/rescan"}
+    steps = {step for key in errors for step in REGENERATE_STEPS.get(key, ())}
+    metadata = asset.metadata or {}
+    steps |= {step for key, step in FIRST_STEP_KEYS.items() if not metadata.get(key) or "error" in metadata[key]}
+    return {"method": "POST", "path": f"/api/assets/{asset.pk}/regenerate", "body": {"steps": sorted(steps)}}
+
+
 def asset_json(asset: IpAsset) -> dict[str, Any]:
     metadata = asset.metadata or {}
     thumbnails = metadata.get("thumbnails") or {}
@@ -207,6 +227,9 @@ def asset_json(asset: IpAsset) -> dict[str, Any]:
         "status": asset.status,
         "scan_status": asset.scan_status,
         "rejection_reason": asset.rejection_reason,
+        # A failure of ours (never the file's): processing is delayed or waits for a retry.
+        "processing_error": asset.processing_error,
+        "retry": retry_hint(asset),
         "project_id": asset.project_id,
         "thumbnails": {size: default_storage.url(sizes[size]["key"]) for size in THUMBNAIL_SIZES if size in sizes},
         "metadata": metadata,

@@ -15,12 +15,9 @@ from yesgoddess.core.api import ApiError, api_view, idempotent, json_body
 from yesgoddess.media.watermark import POSITIONS
 from yesgoddess.projects.models import Project
 
+from . import reprocessing
 from .models import AssetStatus, IpAsset, ScanStatus
-from .processing import enqueue_processing
 from .services import UploadRejected, accept_upload, asset_json, audit
-
-REGENERATABLE = ("thumbnails", "metadata", "preview", "variants")
-STEP_TYPES = {"preview": ("VIDEO", "AUDIO"), "variants": ("IMAGE", "VIDEO", "AUDIO")}
 
 
 def _own_asset(request: HttpRequest, asset_id: int) -> IpAsset:
@@ -78,12 +75,10 @@ def asset_detail(request: HttpRequest, asset_id: int) -> JsonResponse:
 @idempotent("asset")
 def rescan_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
     asset = _own_asset(request, asset_id)
-    if asset.scan_status == ScanStatus.INFECTED:
-        raise ApiError(409, "The asset is infected and quarantined; it cannot be rescanned.")
-    with transaction.atomic():
-        IpAsset.objects.filter(pk=asset.pk).update(scan_status=ScanStatus.PENDING, scan_result=None)
-        audit(asset, "ASSET_RESCAN_REQUESTED", asset.status, asset.status, actor=request.user)
-        job_id = enqueue("asset-virus-scan", asset_id=asset.pk, force=True, dedup_key=f"asset-{asset.pk}")
+    try:
+        job_id = reprocessing.request_rescan(asset, actor=request.user)
+    except reprocessing.RequestRefused as exc:
+        raise ApiError(exc.status, str(exc)) from None
     asset.refresh_from_db()
     return JsonResponse({**asset_json(asset), "job_id": job_id}, status=202)
 
@@ -92,18 +87,13 @@ def rescan_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
 @idempotent("asset")
 def regenerate_asset(request: HttpRequest, asset_id: int) -> JsonResponse:
     asset = _own_asset(request, asset_id)
-    steps = json_body(request).get("steps") or list(REGENERATABLE)
-    if not isinstance(steps, list) or not steps or any(step not in REGENERATABLE for step in steps):
-        raise ApiError(400, f"steps must be a list drawn from {', '.join(REGENERATABLE)}.")
-    if asset.scan_status != ScanStatus.CLEAN:
-        raise ApiError(409, f"The asset has not passed the virus scan (scan status {asset.scan_status}).")
-    if asset.status == AssetStatus.REJECTED:
-        raise ApiError(409, f"The asset was rejected: {asset.rejection_reason}")
-    for step in steps:
-        if asset.type not in STEP_TYPES.get(step, (asset.type,)):
-            raise ApiError(400, f"'{step}' is made for {', '.join(STEP_TYPES[step])} assets, not {asset.type}.")
-    with transaction.atomic():
-        job_ids = enqueue_processing(asset.pk, tuple(dict.fromkeys(steps)))
+    steps = json_body(request).get("steps") or list(reprocessing.REGENERATABLE)
+    if not isinstance(steps, list):
+        raise ApiError(400, f"steps must be a list drawn from {', '.join(reprocessing.REGENERATABLE)}.")
+    try:
+        job_ids = reprocessing.request_regeneration(asset, steps)
+    except reprocessing.RequestRefused as exc:
+        raise ApiError(exc.status, str(exc)) from None
     return JsonResponse({"id": asset.pk, "jobs": job_ids}, status=202)
 
 
@@ -138,6 +128,9 @@ def _watermark_options(body: dict, request: HttpRequest) -> dict:
         "scale": float(scale),
         "forensic": forensic,
         "user_id": request.user.pk if forensic else None,
+        # The time signed into the forensic id: fixed here, so a retried job makes the
+        # same copy and the same issuance record.
+        "issued_at": timezone.now().isoformat() if forensic else None,
     }
 
 

@@ -82,6 +82,9 @@ class EmailCampaign(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     status_reason = models.TextField(blank=True, default="", db_default="")  # why paused/cancelled/failed
+    # The critical reputation conditions ({domain: {metric: value}}) standing when an
+    # operator last resumed it: it is paused for reputation again only if they get worse.
+    reputation_accepted = models.JSONField(default=dict, db_default={}, blank=True)
     messages_per_hour = models.PositiveIntegerField(
         default=1000, db_default=1000, validators=[MinValueValidator(1), MaxValueValidator(MAX_MESSAGES_PER_HOUR)]
     )

@@ -8,7 +8,8 @@ of the chain (`send_next_batch`) = one batch:
    anything but SENDING (PAUSED, CANCELLED, COMPLETED, FAILED) stops the chain here, so
    a pause takes effect between batches and a resume continues with the PENDING rows.
    While reputation-monitoring's latest row holds a critical condition the campaign is
-   PAUSED here too (the spec's port note: consult it before each batch).
+   PAUSED here too (the spec's port note: consult it before each batch), unless an
+   operator resumed it over conditions at least as bad (`reputation_stops`).
 2. Claim up to `batch_size` PENDING recipients with the fan-out claim
    (`yesgoddess.notifications.fanout`): in one short transaction, rows whose address is
    suppressed or opted out of campaigns become SKIPPED, rows of users who take campaigns
@@ -24,7 +25,9 @@ of the chain (`send_next_batch`) = one batch:
    even be built (a broken template or personalization) is FAILED with the reason; the
    batch goes on.
 4. Recompute the counters from the recipients, report progress, then either complete the
-   campaign (nothing PENDING left) or enqueue the next batch with the delay that keeps
+   campaign (nothing PENDING left; rows a dead run left SENDING are first settled from the
+   send journal, and those never attempted go back to PENDING and are sent before the
+   campaign completes) or enqueue the next batch with the delay that keeps
    `messages_per_hour` (3600 x messages sent / messages_per_hour, minus the time the
    batch took): no job ever sleeps. Enqueues are deduplicated per campaign, so one chain
    of batch jobs runs per campaign. With EMAIL_CAMPAIGN_PARALLEL_BATCHES > 1 the chain
@@ -46,14 +49,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.api import enqueue, job_active, release_own_dedup
 from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.progress import Progress, no_progress
-from yesgoddess.emailing.reputation import latest_is_critical
+from yesgoddess.emailing.reputation import latest_pausing, worse_than
 from yesgoddess.emailing.services import blocked
 from yesgoddess.notifications.fanout import Delivery, claimed_batches, deliver, journal_outcomes
 
@@ -72,8 +75,9 @@ HELPER = "email-campaign.helper"
 HELPER_WAIT = 10.0  # seconds the chain's last run waits for helpers still sending
 HELPER_RECHECK = 30  # seconds before it looks again when they have not finished by then
 IN_DOUBT = "connection lost while sending; not retried, so it is never sent twice"
-REPUTATION_PAUSE = "sender reputation is at a critical level (reputation-monitoring); resume once it is fixed"
-INTERRUPTED = "interrupted while sending by an earlier run; not retried, so it is never sent twice"
+REPUTATION_PAUSE = (
+    "sender reputation is at a critical level (reputation-monitoring); a resume holds unless it gets worse"
+)
 
 
 # --- the chain of batch jobs ------------------------------------------------------------
@@ -144,6 +148,14 @@ def pause_for_reputation(campaign_id: int, now: datetime) -> None:
     log.warning("campaign=%s paused: sender reputation is at a critical level", campaign_id)
 
 
+def reputation_stops(campaign: EmailCampaign) -> bool:
+    """Whether reputation-monitoring's latest row for our sender domain holds a pausing
+    condition worse than the ones an operator resumed this campaign over (none, unless
+    it was resumed while they stood)."""
+    domain = settings.EMAIL_SENDER_DOMAIN
+    return worse_than(latest_pausing(domain), (campaign.reputation_accepted or {}).get(domain, {}))
+
+
 def record_batch_failure(campaign_id: int, job_id: str, error: str) -> None:
     """Final failure of a batch job: the campaign is FAILED (resume continues it)."""
     EmailCampaign.objects.filter(pk=campaign_id, status__in=(CampaignStatus.SCHEDULED, CampaignStatus.SENDING)).update(
@@ -185,31 +197,38 @@ def release_to_pending(ids: list[int]) -> None:
 
 def recover_stranded(campaign_id: int, now: datetime, stale_after: timedelta) -> dict[str, int]:
     """Recipients a killed worker left SENDING (claimed longer ago than a batch job may
-    run, `stale_after`): settled from the send journal — accepted: SENT; attempted:
-    FAILED in doubt (never re-sent); never attempted: PENDING, so this chain sends them."""
-    rows = list(
-        CampaignRecipient.objects.filter(
-            campaign_id=campaign_id, status=RecipientStatus.SENDING, claimed_at__lt=now - stale_after
-        ).only("pk", "message_id")
+    run, `stale_after`): settled from the send journal (`settle_from_journal`)."""
+    rows = CampaignRecipient.objects.filter(
+        campaign_id=campaign_id, status=RecipientStatus.SENDING, claimed_at__lt=now - stale_after
     )
-    outcomes = journal_outcomes([f"campaign-recipient:{row.pk}" for row in rows])
+    return {f"recovered_{state}": n for state, n in settle_from_journal(rows, now).items()}
+
+
+def settle_from_journal(rows: QuerySet[CampaignRecipient], now: datetime) -> dict[str, int]:
+    """Settle claimed (SENDING) recipients whose run died from the send journal: accepted
+    -> SENT; attempted -> FAILED in doubt (never re-sent); never attempted -> PENDING,
+    so the chain sends them. Return how many of each ("sent", "in_doubt", "unattempted")."""
+    claimed = list(rows.only("pk", "message_id"))
+    outcomes = journal_outcomes([f"campaign-recipient:{row.pk}" for row in claimed])
     by = defaultdict(list)
-    for row in rows:
+    for row in claimed:
         by[outcomes[f"campaign-recipient:{row.pk}"]].append(row)
     mark_sent([r.pk for r in by["sent"]], [r.message_id or "" for r in by["sent"]], now)
     mark_failed([(row, IN_DOUBT) for row in by["in_doubt"]])
     release_to_pending([r.pk for r in by["unattempted"]])
-    return {f"recovered_{state}": len(by[state]) for state in ("sent", "in_doubt", "unattempted")}
+    return {state: len(by[state]) for state in ("sent", "in_doubt", "unattempted")}
 
 
-def fail_interrupted(campaign_id: int, now: datetime) -> None:
-    """Rows still SENDING were claimed by an earlier run that died mid-send (no other run
-    is active now): their delivery is unknown, so they are not sent again."""
-    stale = CampaignRecipient.objects.filter(
-        campaign_id=campaign_id, status=RecipientStatus.SENDING, claimed_at__lt=now
-    ).update(status=RecipientStatus.FAILED, error=INTERRUPTED)
-    if stale:
+def settle_interrupted(campaign_id: int, now: datetime) -> dict[str, int]:
+    """At completion no other run is active (this run settled its own batch, no helper is
+    queued or running), so rows still SENDING were claimed by a run that died mid-send
+    before they went stale: settled from the send journal like stranded ones, so a
+    recipient who was never attempted is sent, not dropped as FAILED."""
+    rows = CampaignRecipient.objects.filter(campaign_id=campaign_id, status=RecipientStatus.SENDING)
+    settled = settle_from_journal(rows, now)
+    if any(settled.values()):
         services.refresh_counters(campaign_id)
+    return {f"interrupted_{state}": n for state, n in settled.items()}
 
 
 # --- one batch --------------------------------------------------------------------------
@@ -359,7 +378,7 @@ def send_next_batch(campaign_id: int, *, stale_after: timedelta, progress: Progr
     if campaign.status != CampaignStatus.SENDING:
         log.info("campaign=%s is %s: nothing sent", campaign_id, campaign.status)
         return stop_chain(campaign_id, {"campaign_id": campaign_id, "status": campaign.status, "stopped": True})
-    if latest_is_critical():
+    if reputation_stops(campaign):
         pause_for_reputation(campaign_id, now)
         return stop_chain(campaign_id, {"campaign_id": campaign_id, "status": CampaignStatus.PAUSED, "stopped": True})
 
@@ -376,13 +395,24 @@ def send_next_batch(campaign_id: int, *, stale_after: timedelta, progress: Progr
 
 
 def finish_campaign(campaign_id: int, now: datetime, result: dict[str, Any]) -> dict[str, Any]:
-    """Nothing PENDING is left: COMPLETED once no helper is sending, else look again later."""
+    """Nothing PENDING is left: COMPLETED once no helper is sending (else look again
+    later) and no interrupted row turns out never attempted (else send it first)."""
     if not helpers_done(campaign_id, HELPER_WAIT):  # their batches are still going out
         result["status"] = CampaignStatus.SENDING
         result["next"] = requeue_chain(campaign_id, HELPER_RECHECK)
         result["waiting_for_helpers"] = True
         return result
-    fail_interrupted(campaign_id, now)
+    interrupted = settle_interrupted(campaign_id, now)
+    result.update(interrupted)
+    if interrupted["interrupted_unattempted"]:  # back to PENDING: the chain sends them first
+        status = EmailCampaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+        result["status"] = status
+        if status != CampaignStatus.SENDING:
+            return stop_chain(campaign_id, result)
+        result["pending"] = interrupted["interrupted_unattempted"]
+        result["next"] = requeue_chain(campaign_id, None)
+        EmailCampaign.objects.filter(pk=campaign_id).update(job_id=result["next"])
+        return result
     done = EmailCampaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).update(
         status=CampaignStatus.COMPLETED, send_completed_at=timezone.now(), updated_at=timezone.now()
     )
@@ -446,7 +476,7 @@ def send_helper_batch(campaign_id: int) -> dict[str, Any]:
     pausing, cancelling or a critical reputation stop it before it sends."""
     now = timezone.now()
     campaign = campaign_to_send(campaign_id)
-    if campaign.status != CampaignStatus.SENDING or latest_is_critical():
+    if campaign.status != CampaignStatus.SENDING or reputation_stops(campaign):
         return {"campaign_id": campaign_id, "status": campaign.status, "stopped": True}
     counts = send_batch(campaign, now)
     totals = services.refresh_counters(campaign_id)

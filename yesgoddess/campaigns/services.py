@@ -5,6 +5,9 @@
   leaving out suppressed and opted-out addresses (the sender checks again per batch).
 - Status changes are conditional updates on the row (`send`, `pause`, `resume`,
   `cancel`): two clicks, or a click racing the job, cannot both win.
+- `resume` records the critical reputation conditions it resumes over
+  (`reputation_accepted`): neither reputation-monitoring nor the batch jobs pause the
+  campaign again for reputation unless it gets worse than that.
 - `send` and `resume` enqueue `email-campaign`, deduplicated per campaign, so one chain
   of batch jobs runs per campaign; a scheduled campaign's first job waits until
   `scheduled_send_time` (RQ's delayed job), never a sleeping worker.
@@ -34,6 +37,7 @@ from django.utils.html import escape
 from jobs.api import enqueue
 from yesgoddess.emailing.message import TemplateEmail
 from yesgoddess.emailing.models import EmailCategory
+from yesgoddess.emailing.reputation import pausing_by_domain, worse_than
 from yesgoddess.emailing.services import list_unsubscribe_headers, normalise, unsubscribe_url
 from yesgoddess.notifications.services import build_email, render_email
 
@@ -253,6 +257,7 @@ def campaign_json(campaign: EmailCampaign) -> dict[str, Any]:
             )
         },
         "job_id": campaign.job_id or None,
+        "reputation_accepted": campaign.reputation_accepted or {},
     }
 
 
@@ -309,7 +314,9 @@ def _resume(campaign: EmailCampaign, now: datetime) -> EmailCampaign:
     campaign.status = CampaignStatus.SENDING if campaign.send_started_at else CampaignStatus.SCHEDULED
     campaign.paused_at = None
     campaign.status_reason = ""
-    campaign.save(update_fields=["status", "paused_at", "status_reason", "updated_at"])
+    # The operator resumes over the reputation as it stands: only worse pauses it again.
+    campaign.reputation_accepted = pausing_by_domain()
+    campaign.save(update_fields=["status", "paused_at", "status_reason", "reputation_accepted", "updated_at"])
     _enqueue(campaign, now)
     return campaign
 
@@ -340,16 +347,25 @@ def pause(campaign_id: int, reason: str = "", now: datetime | None = None) -> Em
     return campaign
 
 
-def pause_running_campaigns(reason: str, now: datetime | None = None) -> list[int]:
+def pause_running_campaigns(
+    reason: str, now: datetime | None = None, *, domain: str | None = None, conditions: dict[str, float] | None = None
+) -> list[int]:
     """Pause every SCHEDULED or SENDING campaign (reputation-monitoring at the critical
-    level); return their ids. Each stops before its next batch."""
+    level); return their ids. Each stops before its next batch. With the critical
+    `conditions` of sender `domain`, a campaign an operator resumed over conditions at
+    least as bad is left running: their resume holds unless reputation gets worse."""
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
+        running = (
             EmailCampaign.objects.select_for_update()
             .filter(status__in=(CampaignStatus.SCHEDULED, CampaignStatus.SENDING))
-            .values_list("pk", flat=True)
+            .values_list("pk", "reputation_accepted")
         )
+        ids = [
+            pk
+            for pk, accepted in running
+            if conditions is None or worse_than(conditions, (accepted or {}).get(domain or "", {}))
+        ]
         EmailCampaign.objects.filter(pk__in=ids).update(
             status=CampaignStatus.PAUSED, paused_at=now, status_reason=reason[:2000], updated_at=now
         )

@@ -62,10 +62,11 @@ def _authenticate(request: HttpRequest) -> HttpResponse | None:
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             return error(401, "Authorization must be 'Bearer <token>'.")
-        user = ApiToken.objects.user_for(raw.strip())
-        if user is None:
+        token = ApiToken.objects.token_for(raw.strip())
+        if token is None:
             return error(401, "Invalid or revoked API token.")
-        request.user = user
+        request.user = token.user
+        request.api_token = token  # a view may trust a service token more than a person's
         return None
     if not request.user.is_authenticated:
         return error(401, "Authentication required: log in or send 'Authorization: Bearer <token>'.")

@@ -121,3 +121,20 @@ class CreatorMonthlyReport(models.Model):
 
     def __str__(self) -> str:
         return f"report {self.month:%Y-%m} for creator {self.creator_id}"
+
+
+class ReportedEarning(models.Model):
+    """A royalty statement counted in a monthly report. A statement of a LOCKED run is
+    counted once, in the first report prepared for its creator after the lock (the
+    unique statement makes "once" hold even for two reports prepared at the same time);
+    `earnings_cents` is what that run earned the creator (carried-in balances excluded)."""
+
+    report = models.ForeignKey(CreatorMonthlyReport, on_delete=models.CASCADE, related_name="earnings")
+    statement = models.OneToOneField("royalties.RoyaltyStatement", on_delete=models.CASCADE, related_name="+")
+    earnings_cents = models.BigIntegerField()
+
+    class Meta:
+        db_table = "creator_report_earnings"
+
+    def __str__(self) -> str:
+        return f"statement {self.statement_id} in report {self.report_id}"

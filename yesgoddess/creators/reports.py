@@ -1,11 +1,22 @@
-"""Creators' monthly reports (spec B §3 as settled by DECISIONS.md), sent on the 1st of
-the month 09:00 by creator-monthly-report (`jobs/handlers/creators.py`).
+"""Creators' monthly reports (spec B §3 as settled by DECISIONS.md and issue 21), sent on the
+1st of the month 09:00 by creator-monthly-report (`jobs/handlers/creators.py`).
 
 Each approved creator's figures for the previous calendar month (UTC) are computed for all
-creators by one INSERT ... SELECT with GROUP BY subqueries into `CreatorMonthlyReport` (one
-row per creator and month, the once-only marker), then emailed in batches over one
+creators at once, in one transaction of three statements, into `CreatorMonthlyReport`
+(one row per creator and month, the once-only marker), then emailed in batches over one
 connection each. A past month can be given again ("YYYY-MM"): only creators without its
 report get one.
+
+New licences and profile views are the month's. Earnings are not "the runs whose period
+ends in the month": a month's royalty run can only be created once the month is over, so
+at 09:00 on the 1st it never exists yet, and the frozen report would say $0 for ever.
+Instead a report counts the royalty runs LOCKED (final) since the creator's previous
+report, that is, locked before its month ended and counted by no earlier report, each
+labelled with the period it covers: every locked run reaches exactly one report
+(`ReportedEarning`, unique per statement), typically the report of the month after the
+run's own period (December's run, locked in early January, is in January's report, sent
+on February 1st). Each statement counts what its run earned the creator (a HELD balance
+counts in its own run, not again in the run that carries it).
 
 Sent through `yesgoddess.notifications.fanout`: the report rows are marked before a batch is
 sent, so a retry after a crash sends nothing twice.
@@ -18,7 +29,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from yesgoddess.analytics.models import Event
@@ -32,7 +44,7 @@ from yesgoddess.notifications.services import build_email
 from yesgoddess.royalties.models import RoyaltyRun, RoyaltyStatement
 
 from .contact import can_email, stage_name
-from .models import Creator, CreatorMonthlyReport, CreatorVerificationStatus, ReportStatus
+from .models import Creator, CreatorMonthlyReport, CreatorVerificationStatus, ReportedEarning, ReportStatus
 
 PROFILE_VIEW_EVENT = "creator_profile_viewed"
 
@@ -71,21 +83,14 @@ def as_utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-# All creators' figures in one statement: each figure is one GROUP BY over the month.
-# Earnings are what the month's runs earned: a statement's total minus the balances it
-# carried in from earlier HELD statements (counted in their own month already).
+# All creators' figures for the month, one GROUP BY per figure, in one statement. The
+# earnings are filled in by the two statements that follow (COUNT_EARNINGS_SQL).
 PREPARE_SQL = """
 INSERT INTO {reports} (creator_id, month, earnings_cents, new_licenses, active_licenses, profile_views,
                        status, created_at)
-SELECT c.id, %(month)s, COALESCE(e.cents, 0), COALESCE(n.licenses, 0), COALESCE(a.licenses, 0),
+SELECT c.id, %(month)s, 0, COALESCE(n.licenses, 0), COALESCE(a.licenses, 0),
        COALESCE(v.views, 0), %(pending)s, %(now)s
 FROM {creators} c
-LEFT JOIN (
-    SELECT s.creator_id, SUM(s.total_earnings_cents - COALESCE((s.metadata ->> 'carriedCents')::bigint, 0)) AS cents
-    FROM {statements} s JOIN {runs} r ON r.id = s.royalty_run_id
-    WHERE r.period_end >= %(start)s AND r.period_end < %(end)s AND r.status = ANY(%(run_statuses)s)
-    GROUP BY s.creator_id
-) e ON e.creator_id = c.id
 LEFT JOIN (
     SELECT o.creator_id, COUNT(DISTINCT l.id) AS licenses
     FROM {licenses} l JOIN {ownerships} o ON o.ip_asset_id = l.ip_asset_id
@@ -109,21 +114,50 @@ LEFT JOIN (
 ) v ON v.creator_id = c.id
 WHERE c.verification_status = %(approved)s AND c.deleted_at IS NULL AND c.created_at < %(end)s
 ON CONFLICT (creator_id, month) DO NOTHING
+RETURNING id
+"""
+
+# Earnings (see the module doc): every statement of a run LOCKED before the month ended
+# that no report has counted yet goes to the creator's new report, at what that run
+# earned (its total less the balances it carried in, counted in their own runs). The
+# unique statement_id makes each statement reach one report, even with two months being
+# prepared at once. Then each new report's total is the sum of what it counted.
+CLAIM_EARNINGS_SQL = """
+INSERT INTO {earnings} (report_id, statement_id, earnings_cents)
+SELECT rep.id, s.id, s.total_earnings_cents - COALESCE((s.metadata ->> 'carriedCents')::bigint, 0)
+FROM {reports} rep
+JOIN {statements} s ON s.creator_id = rep.creator_id
+JOIN {runs} r ON r.id = s.royalty_run_id
+WHERE rep.id = ANY(%(reports)s) AND r.status = %(locked)s AND COALESCE(r.locked_at, r.updated_at) < %(end)s
+  AND NOT EXISTS (SELECT 1 FROM {earnings} x WHERE x.statement_id = s.id)
+ON CONFLICT (statement_id) DO NOTHING
+"""
+COUNT_EARNINGS_SQL = """
+UPDATE {reports} rep SET earnings_cents = e.cents
+FROM (SELECT report_id, SUM(earnings_cents) AS cents FROM {earnings} WHERE report_id = ANY(%(reports)s)
+      GROUP BY report_id) e
+WHERE rep.id = e.report_id
 """
 
 
+def _tables() -> dict[str, str]:
+    return {
+        "reports": CreatorMonthlyReport._meta.db_table,
+        "earnings": ReportedEarning._meta.db_table,
+        "creators": Creator._meta.db_table,
+        "statements": RoyaltyStatement._meta.db_table,
+        "runs": RoyaltyRun._meta.db_table,
+        "licenses": License._meta.db_table,
+        "ownerships": IpOwnership._meta.db_table,
+        "events": Event._meta.db_table,
+    }
+
+
 def prepare_reports(month: date, now: datetime) -> int:
-    """Store the figures of every approved creator without a report for `month` (one
-    statement, whatever the number of creators); return how many rows were added."""
-    sql = PREPARE_SQL.format(
-        reports=CreatorMonthlyReport._meta.db_table,
-        creators=Creator._meta.db_table,
-        statements=RoyaltyStatement._meta.db_table,
-        runs=RoyaltyRun._meta.db_table,
-        licenses=License._meta.db_table,
-        ownerships=IpOwnership._meta.db_table,
-        events=Event._meta.db_table,
-    )
+    """Store the figures of every approved creator without a report for `month` (three
+    statements in one transaction, whatever the number of creators); return how many
+    reports were added."""
+    tables = _tables()
     params = {
         "month": month,
         "start": as_utc(month),
@@ -131,13 +165,38 @@ def prepare_reports(month: date, now: datetime) -> int:
         "now": now,
         "pending": ReportStatus.PENDING,
         "approved": CreatorVerificationStatus.APPROVED,
-        "run_statuses": [RoyaltyRun.Status.CALCULATED, RoyaltyRun.Status.LOCKED],
+        "locked": RoyaltyRun.Status.LOCKED,
         "in_force": list(IN_FORCE),
         "view_event": PROFILE_VIEW_EVENT,
     }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(PREPARE_SQL.format(**tables), params)
+        params["reports"] = [row[0] for row in cursor.fetchall()]
+        if params["reports"]:
+            cursor.execute(CLAIM_EARNINGS_SQL.format(**tables), params)
+            cursor.execute(COUNT_EARNINGS_SQL.format(**tables), params)
+    return len(params["reports"])
+
+
+def period_label(start: datetime, end: datetime) -> str:
+    """A run's period as a creator reads it: "Dec 1 - Dec 31, 2026" (UTC days)."""
+    first, last = timezone.localdate(start, UTC), timezone.localdate(end, UTC)
+    if first.year != last.year:
+        return f"{first:%b %-d, %Y} - {last:%b %-d, %Y}"
+    return f"{first:%b %-d} - {last:%b %-d, %Y}"
+
+
+def earnings_by_period(report: CreatorMonthlyReport) -> list[dict[str, str]]:
+    """What the report counted, one line per royalty run, oldest period first (read from
+    `report.earnings`, prefetched with the statement's run by `send_reports`)."""
+    counted = sorted(report.earnings.all(), key=lambda e: (e.statement.royalty_run.period_start, e.statement_id))
+    return [
+        {
+            "period": period_label(e.statement.royalty_run.period_start, e.statement.royalty_run.period_end),
+            "earnings": dollars(e.earnings_cents),
+        }
+        for e in counted
+    ]
 
 
 def report_context(report: CreatorMonthlyReport) -> dict[str, Any]:
@@ -145,6 +204,7 @@ def report_context(report: CreatorMonthlyReport) -> dict[str, Any]:
         "stage_name": stage_name(report.creator),
         "month_label": f"{report.month:%B %Y}",
         "earnings": dollars(report.earnings_cents),
+        "earnings_periods": earnings_by_period(report),
         "new_licenses": report.new_licenses,
         "active_licenses": report.active_licenses,
         "profile_views": report.profile_views,
@@ -157,7 +217,12 @@ def send_reports(month: date, now: datetime, *, progress: Progress = no_progress
     """Email every pending report of `month`, batch by batch (status PENDING -> SENDING ->
     SENT / REFUSED, or back to PENDING when never attempted)."""
     counts = {"sent": 0, "refused": 0, "unsent": 0, "in_doubt": 0, "no_address": 0}
-    due = CreatorMonthlyReport.objects.filter(month=month, status=ReportStatus.PENDING).select_related("creator__user")
+    counted = Prefetch("earnings", queryset=ReportedEarning.objects.select_related("statement__royalty_run"))
+    due = (
+        CreatorMonthlyReport.objects.filter(month=month, status=ReportStatus.PENDING)
+        .select_related("creator__user")
+        .prefetch_related(counted)
+    )
     total = due.count()
     processed = 0
 

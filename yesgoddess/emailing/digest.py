@@ -18,9 +18,11 @@ their last digest:
 2. Batches of PENDING digests are claimed with the fan-out claim
    (`yesgoddess.notifications.fanout`): in the claim transaction the deferred emails
    created up to the digest's cutoff and not yet in a digest are attached to it ("since
-   the last digest" is exact: every item goes into exactly one digest), and the row
-   becomes SENDING (or SKIPPED: address suppressed/opted out, user inactive, nothing to
-   send). That commits before the send.
+   the last digest" is exact: every item goes into exactly one digest), read back, and
+   the emails built; the row becomes SENDING (or SKIPPED: address suppressed/opted out,
+   user inactive, nothing to send; or FAILED: its email could not be built). That
+   commits before the send, and nothing is read after it: a database error before the
+   send rolls the claim back with it, so no digest is left SENDING with its items.
 3. The batch goes over one SMTP connection with List-Unsubscribe headers; accepted ->
    SENT, refused -> FAILED, never attempted -> PENDING again (its items stay attached)
    and the delivery error is raised so RQ retries; the message in flight when the
@@ -39,8 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Count
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from yesgoddess.campaigns.models import DeferredEmail, DigestFrequency, DigestStatus, EmailDigest
@@ -149,55 +150,23 @@ def send_digests(frequency: str, now: datetime, deadline: float, *, progress: Pr
     """Claim, send and settle the PENDING digests of `frequency` batch by batch; past
     `deadline` (a `time.monotonic()` value) queue the continuation and stop."""
     counts = {"sent": 0, "failed": 0, "skipped": 0, "released": 0, "in_doubt": 0, "items": 0}
+    outgoing: dict[int, Any] = {}
 
     def claim(rows: list[EmailDigest]) -> list[EmailDigest]:
-        ids = [row.pk for row in rows]
-        attach_items(ids)
-        sizes = dict(
-            DeferredEmail.objects.filter(digest_id__in=ids)
-            .values("digest")
-            .annotate(n=Count("pk"))
-            .values_list("digest", "n")
-        )
-        no: set[str] = set()
-        for category in {row.category for row in rows}:
-            no |= blocked([row.user.email for row in rows if row.category == category and row.user.email], category)
-        sending = []
-        for row in rows:
-            row.item_count = sizes.get(row.pk, 0)
-            if not can_email(row.user):
-                row.status, row.error = DigestStatus.SKIPPED, "user inactive or without an email address"
-            elif normalise(row.user.email) in no:
-                row.status, row.error = DigestStatus.SKIPPED, "suppressed or unsubscribed"
-            elif row.item_count == 0:
-                row.status, row.error = DigestStatus.SKIPPED, "nothing to send"
-            else:
-                row.status = DigestStatus.SENDING
-                sending.append(row)
-        set_states(rows)
-        counts["skipped"] += len(rows) - len(sending)
+        # Runs inside the claim's transaction: a database error here rolls it back.
+        sending, poison = claim_batch(rows, outgoing)
+        counts["skipped"] += len(rows) - len(sending) - poison
+        counts["failed"] += poison
         return sending
 
     pending = EmailDigest.objects.filter(frequency=frequency, status=DigestStatus.PENDING).select_related("user")
     total = pending.count()
     done = 0
     for batch in claimed_batches(pending, claim):
-        by_digest: dict[int, list[DeferredEmail]] = defaultdict(list)
-        for item in DeferredEmail.objects.filter(digest_id__in=[d.pk for d in batch]).order_by("created_at", "pk"):
-            by_digest[item.digest_id].append(item)
-        messages: list[Any] = []
-        poison: list[tuple[EmailDigest, str]] = []
-        for digest in batch:
-            try:
-                messages.append(digest_message(digest, by_digest[digest.pk]))
-            except Exception as exc:  # one bad row must not block the batch
-                log.warning("digest=%s message not built: %s", digest.pk, type(exc).__name__)
-                poison.append((digest, f"message could not be built: {type(exc).__name__}: {exc}"[:2000]))
-                messages.append(None)
-        result = deliver(messages)
-        settle(batch, result, poison, timezone.now())
+        result = deliver([outgoing.pop(digest.pk) for digest in batch])
+        settle(batch, result, timezone.now())
         counts["sent"] += len(result.sent)
-        counts["failed"] += len(result.refused) + len(result.in_doubt) + len(poison)
+        counts["failed"] += len(result.refused) + len(result.in_doubt)
         counts["released"] += len(result.unsent)
         counts["in_doubt"] += len(result.in_doubt)
         counts["items"] += sum(batch[i].item_count for i in result.sent)
@@ -212,13 +181,51 @@ def send_digests(frequency: str, now: datetime, deadline: float, *, progress: Pr
     return counts
 
 
-def settle(batch: list[EmailDigest], result: Delivery, poison: list[tuple[EmailDigest, str]], now: datetime) -> None:
+def claim_batch(rows: list[EmailDigest], outgoing: dict[int, Any]) -> tuple[list[EmailDigest], int]:
+    """In the claim transaction: attach each digest's items, read them back, decide who is
+    skipped and build the others' emails into `outgoing`; write every row's state (one
+    UPDATE). Return the rows to send (SENDING) and how many failed to build (FAILED)."""
+    ids = [row.pk for row in rows]
+    attach_items(ids)
+    items: dict[int, list[DeferredEmail]] = defaultdict(list)
+    for item in DeferredEmail.objects.filter(digest_id__in=ids).order_by("created_at", "pk"):
+        items[item.digest_id].append(item)
+    no: set[str] = set()
+    for category in {row.category for row in rows}:
+        no |= blocked([row.user.email for row in rows if row.category == category and row.user.email], category)
+    sending, poison = [], 0
+    for row in rows:
+        row.item_count = len(items[row.pk])
+        if not can_email(row.user):
+            row.status, row.error = DigestStatus.SKIPPED, "user inactive or without an email address"
+        elif normalise(row.user.email) in no:
+            row.status, row.error = DigestStatus.SKIPPED, "suppressed or unsubscribed"
+        elif row.item_count == 0:
+            row.status, row.error = DigestStatus.SKIPPED, "nothing to send"
+        else:
+            try:
+                outgoing[row.pk] = digest_message(row, items[row.pk])
+            except DatabaseError:  # not a poison row: the whole claim must roll back
+                raise
+            except Exception as exc:  # one bad row must not block the batch
+                log.warning("digest=%s message not built: %s", row.pk, type(exc).__name__)
+                reason = f"message could not be built: {type(exc).__name__}: {exc}"
+                row.status, row.error = DigestStatus.FAILED, reason[:2000]
+                poison += 1
+                continue
+            row.status = DigestStatus.SENDING
+            sending.append(row)
+    set_states(rows)
+    return sending, poison
+
+
+def settle(batch: list[EmailDigest], result: Delivery, now: datetime) -> None:
     if result.sent:
         EmailDigest.objects.filter(pk__in=[batch[i].pk for i in result.sent]).update(
             status=DigestStatus.SENT, sent_at=now
         )
     failures = [(batch[i], "refused by the mail server") for i in result.refused]
-    failures += [(batch[i], IN_DOUBT) for i in result.in_doubt] + poison
+    failures += [(batch[i], IN_DOUBT) for i in result.in_doubt]
     for digest, error in failures:
         digest.status, digest.error = DigestStatus.FAILED, error
     set_states([digest for digest, _ in failures])

@@ -14,7 +14,10 @@ EMAIL_REPUTATION_MIN_SENT sends nothing is judged.
 
 A critical bounce rate, complaint rate or score pauses running campaigns; a low delivery
 rate only alerts (deliveries are reported minutes after the send, so a campaign sent
-just before the run looks undelivered for a while).
+just before the run looks undelivered for a while). An operator who resumes a campaign
+accepts the pausing conditions of that moment (`pausing_by_domain`): it is paused again
+only when reputation gets worse than that (`worse_than`), not while the 30-day window
+still holds the bad days it was resumed over.
 """
 
 from __future__ import annotations
@@ -262,9 +265,18 @@ def conditions(figures: Figures) -> list[Condition]:
     return found
 
 
-def latest_is_critical(domain: str | None = None) -> bool:
-    """Whether the latest reputation row of `domain` (default EMAIL_SENDER_DOMAIN) holds a
-    condition that pauses campaigns: for a campaign worker to check before a batch."""
+def pausing(warnings: list[dict[str, Any]] | None) -> dict[str, float]:
+    """The conditions of a reputation row's `warnings` that pause campaigns: metric -> value."""
+    return {
+        w["metric"]: w["value"]
+        for w in warnings or []
+        if w.get("severity") == CRITICAL and w.get("metric") in PAUSING_METRICS
+    }
+
+
+def latest_pausing(domain: str | None = None) -> dict[str, float]:
+    """The pausing conditions of the latest reputation row of `domain` (default
+    EMAIL_SENDER_DOMAIN): what a campaign worker checks before a batch."""
     from .models import EmailReputationMetric
 
     row = (
@@ -273,4 +285,35 @@ def latest_is_critical(domain: str | None = None) -> bool:
         .values_list("warnings", flat=True)
         .first()
     )
-    return any(w.get("severity") == CRITICAL and w.get("metric") in PAUSING_METRICS for w in row or [])
+    return pausing(row)
+
+
+def pausing_by_domain() -> dict[str, dict[str, float]]:
+    """The pausing conditions of every sender domain's latest row (domains with none left
+    out): what an operator accepts by resuming a campaign. One query."""
+    from .models import EmailReputationMetric
+
+    rows = (
+        EmailReputationMetric.objects.order_by("sender_domain", "-date")
+        .distinct("sender_domain")
+        .values_list("sender_domain", "warnings")
+    )
+    return {domain: found for domain, warnings in rows if (found := pausing(warnings))}
+
+
+def worse_than(current: dict[str, float], accepted: dict[str, float]) -> bool:
+    """Whether the pausing conditions `current` are worse than those `accepted` when a
+    campaign was resumed: a metric critical now that was not then, or one further past
+    its threshold (a higher bounce or complaint rate, a lower score)."""
+    for metric, value in current.items():
+        if metric not in accepted:
+            return True
+        if value < accepted[metric] if metric == "reputation_score" else value > accepted[metric]:
+            return True
+    return False
+
+
+def latest_is_critical(domain: str | None = None) -> bool:
+    """Whether the latest reputation row of `domain` (default EMAIL_SENDER_DOMAIN) holds a
+    condition that pauses campaigns."""
+    return bool(latest_pausing(domain))

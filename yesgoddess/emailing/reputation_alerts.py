@@ -13,7 +13,9 @@ per day and domain (a rerun the same day replaces the figures). Then:
   sent and released if it never went out (so a retry emails, a rerun does not). A
   warning that turns critical the same day is a new condition and is reported;
 - at a critical bounce rate, complaint rate or score, running campaigns are paused
-  (`yesgoddess.campaigns.services.pause_running_campaigns`), on every run while it lasts.
+  (`yesgoddess.campaigns.services.pause_running_campaigns`), on every run while it lasts,
+  except a campaign an operator resumed over conditions at least as bad: their resume
+  holds until reputation gets worse (`reputation.worse_than`).
 
 The original's DNS blacklist and SPF/DKIM/DMARC checks were stubs and are out of scope.
 """
@@ -42,13 +44,15 @@ WINDOW_DAYS = 30
 ALERT_TITLE = "Email Reputation Alert"
 
 
-def pause_campaigns(reason: str) -> int:
-    """Pause every running campaign; how many were paused (0 without the campaigns app)."""
+def pause_campaigns(reason: str, domain: str, pausing: list[Condition]) -> int:
+    """Pause every running campaign, except those an operator resumed over conditions of
+    `domain` at least as bad as `pausing`; how many were paused (0 without the campaigns app)."""
     if not apps.is_installed("yesgoddess.campaigns"):
         return 0
     from yesgoddess.campaigns.services import pause_running_campaigns
 
-    paused = pause_running_campaigns(reason)  # the ids of the campaigns it paused
+    conditions = {c.metric: c.value for c in pausing}
+    paused = pause_running_campaigns(reason, domain=domain, conditions=conditions)  # the ids it paused
     return len(paused) if isinstance(paused, (list, tuple, set)) else int(paused or 0)
 
 
@@ -158,7 +162,7 @@ def check_reputation(now: datetime, domain: str | None = None, *, progress: Prog
         paused = 0
         if pausing:
             reason = f"Email reputation of {name} is critical: " + "; ".join(c.message for c in pausing)
-            paused = pause_campaigns(reason)
+            paused = pause_campaigns(reason, name, pausing)
             log.warning("reputation of domain %s critical: %d campaign(s) paused", name, paused)
         row, notified, to_email = record_day(day, name, these, found, paused, now)
         counts["alerts"] += len(notified)

@@ -1,7 +1,11 @@
 """The license expiry lifecycle (spec B §5.A as settled by DECISIONS.md, defects fixed).
 
 Owners: `send_expiry_notices` (license-expiry-monitor, daily) sends the 90/60/30-day
-notices and moves ACTIVE -> EXPIRING_SOON inside 30 days; `expire_due_licenses`
+notices and moves ACTIVE -> EXPIRING_SOON inside 30 days. The brand's notice carries the
+license's live renewal offer, made at the notice if none is live (an offer lasts 30
+days, so each notice has one the brand can accept); every link of every message leads
+to a page that works for its recipient (`yesgoddess.core.app_links`), a renewal link only
+while the license can be renewed. `expire_due_licenses`
 (license-auto-expiry, hourly) owns end of term: past end date -> grace period, grace
 over -> EXPIRED, and the messages that follow.
 
@@ -24,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
@@ -32,6 +35,7 @@ from django.utils import timezone
 
 from yesgoddess.analytics.models import Event, system_event
 from yesgoddess.assets.models import IpOwnership
+from yesgoddess.core.app_links import app_url
 from yesgoddess.core.batches import locked_batches
 from yesgoddess.core.dates import start_of_day
 from yesgoddess.core.models import AuditEvent
@@ -40,10 +44,11 @@ from yesgoddess.notifications.fanout import claim_setting, claimed_batches, deli
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import build_email
 from yesgoddess.projects.models import Project, ProjectStatus
+from yesgoddess.projects.services import transition_projects
 
-from .eligibility import check_eligibility_many
+from .eligibility import REASONS, Eligibility, check_eligibility_many
 from .models import IN_FORCE, License, LicenseStatus, RenewalOffer
-from .pricing import terms_for
+from .renewals import offers_for_locked
 from .transitions import transition_many
 
 log = logging.getLogger(__name__)
@@ -100,13 +105,6 @@ def creator_name(ownership: IpOwnership) -> str:
     return ownership.creator.display_name or ownership.creator.user.get_full_name() or "Creator"
 
 
-def pending_offers(licenses: Sequence[License], now: datetime) -> dict[int, RenewalOffer]:
-    offers = RenewalOffer.objects.filter(
-        license_id__in=[lic.pk for lic in licenses], status=RenewalOffer.Status.PENDING, expires_at__gt=now
-    )
-    return {offer.license_id: offer for offer in offers}
-
-
 def offer_context(license: License, offer: RenewalOffer | None) -> dict[str, Any] | None:
     if offer is None:
         return None
@@ -122,20 +120,39 @@ def offer_context(license: License, offer: RenewalOffer | None) -> dict[str, Any
         "end_date": long_date(offer.end_date),
         "expires": long_date(offer.expires_at),
         "adjustments": [f"{a['label']}: {a['percent']:+.1f}%" for a in offer.adjustments],
-        "url": f"{settings.APP_URL}/licenses/{license.pk}/renewal/{offer.pk}",
+        "url": app_url("license-renewal-offer", license_id=license.pk, offer_id=offer.pk),
     }
 
 
-def base_context(license: License) -> dict[str, Any]:
+def base_context(license: License, *, renewable: bool = False) -> dict[str, Any]:
+    """What every license message says. `renewal_url` (the brand's current renewal offer,
+    made on demand) only when the license can be renewed: every link in a message works."""
     return {
         "license_id": license.pk,
         "asset_title": license.ip_asset.title,
         "brand_name": license.brand.name,
         "expiry_date": long_date(license.end_date),
         "auto_renew": license.auto_renew,
-        "license_url": f"{settings.APP_URL}/licenses/{license.pk}",
-        "renewal_url": f"{settings.APP_URL}/licenses/{license.pk}/renew",
+        "license_url": app_url("license", license_id=license.pk),
+        "renewal_url": app_url("license-renewal", license_id=license.pk) if renewable else None,
     }
+
+
+def renewable_ids(licenses: Sequence[License], now: datetime) -> set[int]:
+    """The licenses that can be renewed now (constant queries per batch)."""
+    return {pk for pk, check in check_eligibility_many(licenses, now).items() if check.eligible}
+
+
+def blocked_reason(check: Eligibility | None) -> str | None:
+    """Why the brand's notice carries no offer, in words (None: it is eligible)."""
+    if check is None or check.eligible:
+        return None
+    reasons = [code for code in check.blocking if code != "OUTSIDE_WINDOW"]
+    if not reasons:
+        return "Your renewal offer follows when the renewal window opens, 90 days before the end date."
+    if reasons[0] == "RENEWAL_EXISTS":
+        return "This license already has a renewal."
+    return f"This license cannot be renewed online: {REASONS[reasons[0]]}"
 
 
 # --- 90/60/30-day notices ----------------------------------------------------------------
@@ -153,38 +170,25 @@ def notice_candidates(stage: NoticeStage, now: datetime) -> QuerySet:
     )
 
 
-def renewal_quotes(licenses: Sequence[License], now: datetime) -> dict[int, dict[str, str]]:
-    """The renewal price of each renewable license, from the one pricing function (the
-    reminder part of a 60/30-day notice when no offer is pending)."""
-    eligibility = check_eligibility_many(licenses, now)
-    quotes = {}
-    for lic in licenses:
-        check = eligibility.get(lic.pk)
-        if check is not None and check.eligible:
-            terms = terms_for(lic, check)
-            quotes[lic.pk] = {
-                "fee": dollars(terms.fee_cents),
-                "start_date": long_date(terms.start_date),
-                "end_date": long_date(terms.end_date),
-            }
-    return quotes
-
-
 def notice_messages(
     stage: NoticeStage,
     license: License,
     owners: list[IpOwnership],
     offer: RenewalOffer | None,
-    quote: dict[str, str] | None = None,
+    blocked: str | None = None,
 ) -> tuple[EmailMessage, list[EmailMessage]]:
-    """The brand's message (it carries the renewal offer, or the renewal price: the
-    expiry notice and the renewal reminder are one email) and one per current owner."""
+    """The brand's message (it carries the live renewal offer: the expiry notice and the
+    renewal reminder are one email; without one, `blocked` says why) and one per
+    current owner."""
     context = base_context(license) | {"stage": stage.days, "days_remaining": stage.days, "urgency": stage.urgency}
     brand_context = context | {
         "user_name": brand_contact_name(license),
         "recipient_role": "brand",
         "offer": offer_context(license, offer),
-        "quote": None if offer else quote,
+        "renewal_blocked": None if offer else blocked,
+        # The renewal workflow's final notice (7 days before the end) follows for a
+        # license that can be renewed; the 30-day notice is not the last word then.
+        "final_notice_follows": offer is not None,
     }
     brand = build_email("license_expiry_notice", license.brand.user.email, brand_context)
     creators = [
@@ -206,24 +210,28 @@ class NoticeBatch:
 
     licenses: list[License]
     owners: dict[int, list[IpOwnership]]  # current owners per asset id
-    offers: dict[int, RenewalOffer]  # pending offer per license id: the brand's notice carries it
-    quotes: dict[int, dict[str, str]]  # renewal price per license id, where no offer is pending
+    offers: dict[int, RenewalOffer]  # live offer per renewable license id: the brand's notice carries it
+    blocked: dict[int, str]  # why a license has no offer, per license id (in words)
     held: set[int] = field(default_factory=set)  # license ids whose renewal_notified_at the claim set
 
 
 def notice_batches(stage: NoticeStage, now: datetime) -> Iterator[NoticeBatch]:
     """The stage's candidates in claimed batches of EMAIL_BATCH_SIZE.
 
-    The claim sets the stage's marker and, for a license told of its pending offer for
-    the first time, `renewal_notified_at` (so the renewal workflow does not email the
-    offer alone while the notice carrying it is being sent; kept only if it is sent).
+    The claim gives every renewable license its live renewal offer (made where none is
+    live: the one made at 90 days lasts 30, so the 60- and 30-day notices carry a fresh
+    one the brand can accept), sets the stage's marker and, for a license told of an
+    offer for the first time, `renewal_notified_at` (so the renewal workflow does not
+    email the offer alone while the notice carrying it is being sent; given back only
+    if the notice is known not to have gone: refused or never attempted).
     """
     claimed: list[NoticeBatch] = []
 
     def claim(rows: list[License]) -> list[License]:
-        offers = pending_offers(rows, now)
-        quotes = renewal_quotes([lic for lic in rows if lic.pk not in offers], now) if stage.days < 90 else {}
-        batch = NoticeBatch(rows, current_owners(rows, now), offers, quotes)
+        checks = check_eligibility_many(rows, now)
+        offers, _ = offers_for_locked(rows, checks, now)  # the rows are locked by the claim
+        blocked = {lic.pk: reason for lic in rows if (reason := blocked_reason(checks.get(lic.pk)))}
+        batch = NoticeBatch(rows, current_owners(rows, now), offers, blocked)
         batch.held = {lic.pk for lic in rows if lic.pk in offers and lic.renewal_notified_at is None}
         License.objects.filter(pk__in=batch.held).update(renewal_notified_at=now)
         claimed.append(batch)
@@ -243,7 +251,7 @@ def send_notice_batch(stage: NoticeStage, batch: NoticeBatch, now: datetime) -> 
 
     def messages(lic: License) -> list[EmailMessage]:
         brand, creators = notice_messages(
-            stage, lic, batch.owners.get(lic.ip_asset_id, []), batch.offers.get(lic.pk), batch.quotes.get(lic.pk)
+            stage, lic, batch.owners.get(lic.ip_asset_id, []), batch.offers.get(lic.pk), batch.blocked.get(lic.pk)
         )
         return [brand, *creators]
 
@@ -254,7 +262,12 @@ def send_notice_batch(stage: NoticeStage, batch: NoticeBatch, now: datetime) -> 
     told_ids = {lic.pk for lic in told}
     with transaction.atomic():
         release(delivery.to_retry, stage.marker)
-        License.objects.filter(pk__in=batch.held - told_ids).update(renewal_notified_at=None)
+        # Given back only where the notice surely did not go (refused, never attempted).
+        # One in doubt (cut off mid-send) may have carried the offer: it keeps the marker,
+        # so the offer is never emailed twice.
+        License.objects.filter(pk__in=batch.held & {lic.pk for lic in delivery.to_retry}).update(
+            renewal_notified_at=None
+        )
         License.objects.filter(pk__in=[pk for pk in told_ids if pk in batch.offers]).update(renewal_notified_at=now)
         Event.objects.bulk_create(
             system_event(
@@ -413,6 +426,8 @@ def expire_after_grace(now: datetime) -> int:
 
 
 def complete_projects(project_ids: set[int], now: datetime) -> int:
+    """Projects left without a license in force are COMPLETED, through the project state
+    machine (`transition_projects`: validated, audited)."""
     if not project_ids:
         return 0
     in_force = live(License.objects).filter(project=OuterRef("pk"), status__in=IN_FORCE)
@@ -421,23 +436,23 @@ def complete_projects(project_ids: set[int], now: datetime) -> int:
         .exclude(Exists(in_force))
         .values_list("pk", "status")
     )
-    Project.objects.filter(pk__in=[pk for pk, _ in done]).update(status=ProjectStatus.COMPLETED)
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            action="project_completed",
-            entity_type="project",
-            entity_id=str(pk),
-            before={"status": status},
-            after={"status": ProjectStatus.COMPLETED, "reason": "last license expired"},
-            created_at=now,
+    return sum(
+        len(
+            transition_projects(
+                [pk for pk, was in done if was == status],
+                status,
+                ProjectStatus.COMPLETED,
+                reason="last license expired",
+                now=now,
+                action="project_completed",
+            )
         )
-        for pk, status in done
+        for status in (ProjectStatus.ACTIVE, ProjectStatus.IN_PROGRESS)
     )
-    return len(done)
 
 
-def grace_messages(license: License) -> list[EmailMessage]:
-    context = base_context(license) | {
+def grace_messages(license: License, renewable: bool = False) -> list[EmailMessage]:
+    context = base_context(license, renewable=renewable) | {
         "user_name": brand_contact_name(license),
         "grace_end_date": long_date(license.grace_period_end_date),
         "grace_days": license.grace_period_days,
@@ -454,22 +469,34 @@ def send_grace_notices(now: datetime) -> int:
         grace_period_days__gt=0,
         grace_notice_sent_at__isnull=True,
     )
+    renewable: set[int] = set()
+
+    def claim(rows: list[License]) -> list[License]:
+        renewable.clear()
+        renewable.update(renewable_ids(rows, now))
+        return claim_setting("grace_notice_sent_at", now)(rows)
+
     sent = 0
-    for batch in marked_batches(due, "grace_notice_sent_at", now):
-        delivery = deliver_rows(batch, grace_messages)
+    for batch in claimed_batches(due.select_related(*NOTICE_RELATED), claim):
+        delivery = deliver_rows(batch, lambda lic: grace_messages(lic, lic.pk in renewable))
         release(delivery.to_retry, "grace_notice_sent_at")
         sent += len(delivery.sent)
         delivery.raise_error()
     return sent
 
 
-def expired_messages(license: License, owners: list[IpOwnership], now: datetime) -> list[EmailMessage]:
-    """The brand's "license expired" message and one per current owner."""
-    context = base_context(license) | {"expired_on": long_date(license.expired_at or now)}
+def expired_messages(
+    license: License, owners: list[IpOwnership], now: datetime, renewable: bool = False
+) -> list[EmailMessage]:
+    """The brand's "license expired" message (with the renewal link while the license can
+    still be renewed: up to 30 days after its end) and one per current owner."""
+    expired_on = long_date(license.expired_at or now)
+    context = base_context(license) | {"expired_on": expired_on}
     brand = build_email(
         "license_expired",
         license.brand.user.email,
-        context | {"user_name": brand_contact_name(license), "recipient_role": "brand"},
+        base_context(license, renewable=renewable)
+        | {"expired_on": expired_on, "user_name": brand_contact_name(license), "recipient_role": "brand"},
     )
     creators = [
         build_email(
@@ -488,15 +515,20 @@ def send_expired_notices(now: datetime) -> int:
     brand's email decides; the owners' go after it)."""
     due = live(License.objects).filter(status=LicenseStatus.EXPIRED, expired_notice_sent_at__isnull=True)
     owners: dict[int, list[IpOwnership]] = {}
+    renewable: set[int] = set()
 
     def claim(rows: list[License]) -> list[License]:
         owners.clear()
         owners.update(current_owners(rows, now))
+        renewable.clear()
+        renewable.update(renewable_ids(rows, now))
         return claim_setting("expired_notice_sent_at", now)(rows)
 
     sent = 0
     for batch in claimed_batches(due.select_related(*NOTICE_RELATED), claim):
-        delivery = deliver_rows(batch, lambda lic: expired_messages(lic, owners.get(lic.ip_asset_id, []), now))
+        delivery = deliver_rows(
+            batch, lambda lic: expired_messages(lic, owners.get(lic.ip_asset_id, []), now, lic.pk in renewable)
+        )
         told = delivery.sent
         with transaction.atomic():
             release(delivery.to_retry, "expired_notice_sent_at")
@@ -528,6 +560,8 @@ def send_expired_notices(now: datetime) -> int:
 
 
 def re_engagement_messages(license: License) -> list[EmailMessage]:
+    """The renewal window has closed by now (30 days after the end): the message leads to
+    the license's page, not to a renewal that can no longer be made."""
     context = base_context(license) | {
         "user_name": brand_contact_name(license),
         "expired_on": long_date(license.expired_at),

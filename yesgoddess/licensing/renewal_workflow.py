@@ -40,6 +40,7 @@ from django.db.models import Avg, Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from yesgoddess.analytics.models import Event, system_event
+from yesgoddess.core.app_links import app_url
 from yesgoddess.core.batches import locked_batches
 from yesgoddess.core.dates import start_of_day
 from yesgoddess.core.errors import InvalidInput
@@ -86,13 +87,13 @@ def _common_context(license: License) -> dict[str, Any]:
         "contact_name": user.get_full_name() or brand.name,
         "license_name": f"{license.ip_asset.title} - {license.get_license_type_display()}",
         "ip_asset_title": license.ip_asset.title,
-        "license_url": f"{settings.APP_URL}/licenses/{license.pk}",
+        "license_url": app_url("license", license_id=license.pk),
         "auto_renew": license.auto_renew,
     }
 
 
 def renewal_url(license: License, offer: RenewalOffer) -> str:
-    return f"{settings.APP_URL}/licenses/{license.pk}/renewal/{offer.pk}"
+    return app_url("license-renewal-offer", license_id=license.pk, offer_id=offer.pk)
 
 
 def offer_email_context(license: License, offer: RenewalOffer, now: datetime) -> dict[str, Any]:
@@ -272,7 +273,9 @@ def send_final_notices(now: datetime) -> dict[str, int]:
 
     Marker: `renewal_final_notice_sent_at`, claimed before the send. The claim also sets
     a null `renewal_notified_at` (so a concurrent workflow does not email the offer
-    alone meanwhile); it is kept only where the notice was sent."""
+    alone meanwhile); it is given back only where the notice surely did not go (refused
+    or never attempted): one cut off mid-send may have carried the offer, and the offer
+    is never emailed twice."""
     due = License.objects.filter(
         status__in=IN_FORCE,
         deleted_at__isnull=True,
@@ -305,7 +308,7 @@ def send_final_notices(now: datetime) -> dict[str, int]:
         )
         with transaction.atomic():
             release(delivery.to_retry, "renewal_final_notice_sent_at")
-            License.objects.filter(pk__in=held - {lic.pk for lic in delivery.sent}).update(renewal_notified_at=None)
+            License.objects.filter(pk__in=held & {lic.pk for lic in delivery.to_retry}).update(renewal_notified_at=None)
             _events("license.renewal_reminder_final_notice", delivery, offers, now, urgency="final")
         counts["final_notices_sent"] += len(delivery.sent)
         counts["final_notices_failed"] += len(delivery.refused)

@@ -155,6 +155,42 @@ def create_offer(
         return offer
 
 
+def live_offer(license: License, now: datetime) -> RenewalOffer | None:
+    """The license's PENDING offer that has not expired, if any."""
+    return RenewalOffer.objects.filter(license=license, status=RenewalOffer.Status.PENDING, expires_at__gt=now).first()
+
+
+def accepted_offer(license: License) -> RenewalOffer | None:
+    """The accepted offer whose renewal license is still live (not deleted or canceled)."""
+    return (
+        RenewalOffer.objects.filter(
+            license=license, status=RenewalOffer.Status.ACCEPTED, renewal_license__deleted_at__isnull=True
+        )
+        .exclude(renewal_license__status=S.CANCELED)
+        .exclude(renewal_license__isnull=True)
+        .order_by("-accepted_at", "-pk")
+        .first()
+    )
+
+
+def current_offer(license: License, now: datetime | None = None) -> RenewalOffer:
+    """What the brand sees when it opens a renewal link, at any time in the renewal window:
+    the live PENDING offer; else the accepted one (the license is renewed); else a new
+    offer made now (`create_offer`, priced by the one function, valid OFFER_VALID_DAYS).
+
+    A license that cannot be renewed raises RenewalBlocked with its reason codes. An
+    offer made here counts as told (`renewal_notified_at`): the renewal workflow does not
+    email the brand an offer it has just been shown.
+    """
+    now = now or timezone.now()
+    offer = live_offer(license, now) or accepted_offer(license)
+    if offer is not None:
+        return offer
+    offer = create_offer(license, now)
+    License.objects.filter(pk=license.pk, renewal_notified_at__isnull=True).update(renewal_notified_at=now)
+    return offer
+
+
 # --- acceptance ---------------------------------------------------------------------------------
 
 

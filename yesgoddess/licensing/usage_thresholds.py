@@ -6,7 +6,9 @@ total_quantity) over the period's days up to today. Periods (UTC dates): daily =
 weekly = the ISO week (Monday to Sunday); monthly = the calendar month; total = the
 license's start date to its end date. A warning is claimed with a conditional UPDATE of
 the threshold (level above the one already sent *for this period*) and the notification
-is written in the same transaction, so two workers never send it twice.
+is written in the same transaction, so two workers never send it twice. Warnings and
+overage alerts go through the notification service (`notify_each`): the brand's email
+preference for LICENSE notifications decides whether and when they are emailed.
 
 Overage (spec's inverted condition settled): whenever usage exceeds
 limit_with_grace = floor(limit * (1 + grace% / 100)) an overage row is recorded, one per
@@ -33,7 +35,9 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from yesgoddess.core.app_links import app_path
 from yesgoddess.notifications.models import Notification
+from yesgoddess.notifications.services import notify_each
 
 from .models import IN_FORCE, License, LicenseUsageThreshold
 from .usage import TYPE_COLUMNS, raise_if_batches_failed, utc_today
@@ -294,8 +298,8 @@ RETURNING o.threshold_id, o.overage_quantity
 """
 
 
-def usage_url(license_id: int, suffix: str = "") -> str:
-    return f"/licenses/{license_id}/usage{suffix}"
+def usage_url(license_id: int, page: str = "license-usage") -> str:
+    return app_path(page, license_id=license_id)
 
 
 def warning_notification(state: ThresholdState, level: int) -> Notification:
@@ -327,7 +331,7 @@ def overage_notification(state: ThresholdState, quantity: int) -> Notification:
         priority=Notification.Priority.URGENT,
         title="Usage Overage Detected",
         message=f"Usage overage detected for {state.asset_title}: {quantity} {state.usage_type}s over limit",
-        action_url=usage_url(state.license_id, "/overages"),
+        action_url=usage_url(state.license_id, "license-usage-overages"),
         metadata={"license_id": state.license_id, "threshold_id": state.id, "overage_quantity": quantity},
     )
 
@@ -394,7 +398,9 @@ def check_thresholds_batch(states: list[ThresholdState], now: datetime) -> dict[
             for threshold_id, quantity in cursor.fetchall():
                 notices.append(overage_notification(by_id[threshold_id], quantity))
                 counts["overage_notices"] += 1
-        Notification.objects.bulk_create(notices)
+        # Through the notification service: in-app always, by email as the brand's
+        # preference for LICENSE notifications says (sent after commit).
+        notify_each(notices)
     return counts
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .av import FFMPEG, INPUT_SAFETY_ARGS, duration_seconds, evaluate_fraction, ffmpeg_input, first_stream, probe
 from .av import to_int as _to_int
-from .errors import MediaError
+from .errors import MachineFault, MediaError
 from .tools import run_tool, tool_path_arg
 
 # Previews and renditions never go above 30 frames per second: at these bit rates, 60 fps
@@ -40,7 +40,8 @@ class Deadline:
     def remaining(self) -> float:
         left = self._ends_at - time.monotonic()
         if left <= 0:
-            raise MediaError(f"Processing timed out after {self.seconds:g} s")
+            # Out of time is the machine's fault (a busy machine), never the file's.
+            raise MachineFault(f"Processing timed out after {self.seconds:g} s")
         return left
 
 

@@ -1,4 +1,4 @@
-"""The single exception type of the media package."""
+"""The exception types of the media package: the file's fault, or the machine's."""
 
 from __future__ import annotations
 
@@ -9,3 +9,9 @@ class MediaError(Exception):
     Callers store the message on the asset (thumbnail error, rejection reason), so it must
     make sense to a person without a stack trace.
     """
+
+
+class MachineFault(Exception):
+    """The machine, not the file, failed: a tool is missing, ran past its time limit or was
+    killed from outside (out of memory, shutdown). Deliberately not a MediaError: the caller
+    retries later and must never reject the upload for it. The message names the tool."""

@@ -14,9 +14,13 @@ How, once per user and period (the day, or the Monday of the week):
 1. One INSERT ... SELECT creates a PENDING `MessageDigest` row, with the window it covers,
    for every such user who has something unread in it (ON CONFLICT DO NOTHING: a rerun
    in the same period adds nobody twice).
-2. `fanout.claimed_batches` claims PENDING rows in batches (SENDING, committed), one
-   grouped query per batch reads their threads, `fanout.deliver` sends the batch over one
-   connection, and one UPDATE per batch records SENT / REFUSED / EMPTY / BLOCKED, or
+2. `fanout.claimed_batches` locks PENDING rows in batches and, in the same transaction,
+   reads what their emails need (one grouped query for their threads, the suppression
+   list), builds the emails and marks each row SENDING, or EMPTY / BLOCKED / FAILED. Only
+   then does the claim commit: a database error before the send (a dropped connection, a
+   failover) rolls the claim back with it, so the rows stay PENDING for RQ's retry
+   instead of SENDING for good (SENDING counts as reported). `fanout.deliver` sends the
+   batch over one connection, and one UPDATE per batch records SENT / REFUSED, or
    releases to PENDING what was never attempted (the retry sends it). A message in doubt
    stays SENDING: never sent twice. Queries per batch are constant.
 """
@@ -29,7 +33,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.core.mail import EmailMessage
+from django.db import DatabaseError, connection
 from django.db.models.functions import Substr
 
 from yesgoddess.core.progress import Progress, no_progress
@@ -205,35 +210,21 @@ def send_digests(frequency: str, period: date, now: datetime, *, progress: Progr
     due = MessageDigest.objects.filter(frequency=frequency, period=period, status=DigestStatus.PENDING)
     total = due.count()
     processed = 0
+    outgoing: dict[int, EmailMessage] = {}
 
     def claim(rows: list[MessageDigest]) -> list[MessageDigest]:
-        MessageDigest.objects.filter(pk__in=[r.pk for r in rows]).update(status=DigestStatus.SENDING)
-        for row in rows:
-            row.status = DigestStatus.SENDING
-        return rows
+        # Runs inside the claim's transaction: every read the emails need happens before
+        # it commits, so a database error here rolls the claim back (rows stay PENDING).
+        nonlocal processed
+        sending = prepare_batch(rows, outgoing)
+        MessageDigest.objects.bulk_update(rows, ["status", "message_count", "thread_count"])
+        for status in (DigestStatus.EMPTY, DigestStatus.BLOCKED, DigestStatus.FAILED):
+            counts[status.lower()] += sum(d.status == status for d in rows)
+        processed += len(rows) - len(sending)
+        return sending
 
     for batch in claimed_batches(due.select_related("user"), claim):
-        stopped = blocked([d.user.email for d in batch], "messages")
-        summaries = thread_summaries(batch)
-        outgoing = []
-        for digest in batch:
-            threads = summaries.get(digest.pk, [])
-            digest.thread_count = len(threads)
-            digest.message_count = sum(t["message_count"] for t in threads)
-            if normalise(digest.user.email) in stopped:
-                digest.status = DigestStatus.BLOCKED
-                outgoing.append(None)
-            elif not threads:
-                digest.status = DigestStatus.EMPTY
-                outgoing.append(None)
-            else:
-                try:
-                    outgoing.append(build_digest(digest, threads))
-                except Exception:  # a poison digest must not block its batch
-                    log.exception("message digest %s could not be built", digest.pk)
-                    digest.status = DigestStatus.FAILED
-                    outgoing.append(None)
-        result = deliver(outgoing)
+        result = deliver([outgoing.pop(digest.pk) for digest in batch])
         for index in result.sent:
             batch[index].status, batch[index].sent_at = DigestStatus.SENT, now
         for index in result.refused:
@@ -241,15 +232,42 @@ def send_digests(frequency: str, period: date, now: datetime, *, progress: Progr
         for index in result.unsent:  # never attempted: the retry sends it
             batch[index].status = DigestStatus.PENDING
         # In doubt: stays SENDING.
-        MessageDigest.objects.bulk_update(batch, ["status", "sent_at", "message_count", "thread_count"])
+        MessageDigest.objects.bulk_update(batch, ["status", "sent_at"])
         result.tally(counts)
-        counts["empty"] += sum(d.status == DigestStatus.EMPTY for d in batch)
-        counts["blocked"] += sum(d.status == DigestStatus.BLOCKED for d in batch)
-        counts["failed"] += sum(d.status == DigestStatus.FAILED for d in batch)
         processed += len(batch)
         progress(processed, total, "digests")
         result.raise_error()
     return counts
+
+
+def prepare_batch(rows: list[MessageDigest], outgoing: dict[int, EmailMessage]) -> list[MessageDigest]:
+    """Read the batch's threads and stop list, settle the rows that send nothing (EMPTY,
+    BLOCKED, FAILED to build) and build the others' emails into `outgoing`; return the
+    rows to send, marked SENDING (the caller writes every row's state)."""
+    stopped = blocked([d.user.email for d in rows], "messages")
+    summaries = thread_summaries(rows)
+    sending = []
+    for digest in rows:
+        threads = summaries.get(digest.pk, [])
+        digest.thread_count = len(threads)
+        digest.message_count = sum(t["message_count"] for t in threads)
+        if normalise(digest.user.email) in stopped:
+            digest.status = DigestStatus.BLOCKED
+            continue
+        if not threads:
+            digest.status = DigestStatus.EMPTY
+            continue
+        try:
+            outgoing[digest.pk] = build_digest(digest, threads)
+        except DatabaseError:  # not a poison digest: the whole claim must roll back
+            raise
+        except Exception:  # a poison digest must not block its batch
+            log.exception("message digest %s could not be built", digest.pk)
+            digest.status = DigestStatus.FAILED
+            continue
+        digest.status = DigestStatus.SENDING
+        sending.append(digest)
+    return sending
 
 
 def send_period_digests(frequency: str, now: datetime, *, progress: Progress = no_progress) -> dict[str, Any]:

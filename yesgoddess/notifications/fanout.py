@@ -121,9 +121,10 @@ def deliver(messages: Sequence[EmailMessage | None]) -> Delivery:
     messages (a large batch is split over parallel connections: see `_deliver`).
 
     None entries are skipped (reported in none of the lists). A refused message is
-    `refused` and the rest still go. If the server cannot be reached, or a connection
-    breaks, that connection's run stops: the message being sent is `in_doubt`, the rest
-    of its run `unsent` (other runs go on), and `error` holds the exception.
+    `refused` and the rest still go. If the server cannot be reached (or the email
+    backend cannot even be created), or a connection breaks, that connection's run stops:
+    the message being sent is `in_doubt`, the rest of its run `unsent` (other runs go
+    on), and `error` holds the exception.
     """
     return _deliver(messages, None)
 
@@ -231,11 +232,11 @@ def _send_lane(
                 result.skipped.append(index)
                 continue
             if connection is None:
-                connection = get_connection(record_later=True)
-                connections.append(connection)
                 try:
+                    connection = get_connection(record_later=True)
+                    connections.append(connection)
                     connection.open()
-                except Exception as exc:
+                except Exception as exc:  # no backend, or no server: nothing of the run was attempted
                     connection = None
                     result.unsent.extend(lane[position:])
                     result.error = exc

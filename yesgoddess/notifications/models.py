@@ -144,3 +144,20 @@ class NotificationDigest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.frequency} digest {self.period_key} ({self.status})"
+
+
+class JobFailureAlert(models.Model):
+    """What the admins were told about the final failures of one job (job_alerts.py): the
+    first failure is told at once, those of the next hour in one summary with their count."""
+
+    job_name = models.CharField(max_length=200, primary_key=True)
+    last_alert_at = models.DateTimeField(null=True, blank=True)  # when the admins were last told
+    unreported = models.PositiveIntegerField(default=0)  # failures since then, for the summary
+    last_error = models.TextField(blank=True, default="")
+    last_job_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        db_table = "job_failure_alerts"
+
+    def __str__(self) -> str:
+        return f"{self.job_name}: {self.unreported} unreported"

@@ -72,11 +72,6 @@ def notify(
     none. `email=False`: the caller sends its own email for this event, so none here.
     MESSAGE notifications are never emailed here (message-digest emails the messages).
     """
-    ids = list(dict.fromkeys(user_ids))
-    if not ids:
-        return 0
-    wanted = email and type not in NOT_EMAILED_TYPES
-    routes = {user_id: email_route(f, type) for user_id, f in email_frequencies(ids, type).items()} if wanted else {}
     rows = [
         Notification(
             user_id=user_id,
@@ -86,10 +81,25 @@ def notify(
             priority=priority,
             action_url=action_url,
             metadata=metadata,
-            email_status=routes.get(user_id, EmailStatus.NONE),
         )
-        for user_id in ids
+        for user_id in dict.fromkeys(user_ids)
     ]
+    return notify_each(rows, email=email)
+
+
+def notify_each(rows: Iterable[Notification], *, email: bool = True) -> int:
+    """`notify` for notifications that differ per recipient (unsaved rows, each with its
+    user, type, text and metadata): one insert, and by email each recipient's preference
+    for the row's type decides, as in `notify` (one preference query per type)."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    for type in {row.type for row in rows}:
+        of_type = [row for row in rows if row.type == type]
+        wanted = email and type not in NOT_EMAILED_TYPES
+        frequencies = email_frequencies((row.user_id for row in of_type), type) if wanted else {}
+        for row in of_type:
+            row.email_status = email_route(frequencies[row.user_id], type) if wanted else EmailStatus.NONE
     Notification.objects.bulk_create(rows)
     if any(row.email_status == EmailStatus.PENDING for row in rows):
         # robust: the rows are committed whatever Redis says; the sweep cron picks up a

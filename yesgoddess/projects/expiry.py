@@ -2,7 +2,11 @@
 by project-expiry-check (`jobs/handlers/projects.py`).
 
 Open projects past their end date are ARCHIVED with an audit row and an analytics event;
-the brand is notified in-app and emailed once (`archived_notice_sent_at`).
+the brand is notified in-app and emailed once (`archived_notice_sent_at`). Every move goes
+through the project state machine (`services.transition_projects`): ACTIVE and
+IN_PROGRESS projects are archived; a DRAFT, which may not be archived directly, is
+CANCELLED (it never started, and can no longer: ACTIVE is refused past the end date)
+and then ARCHIVED, each move audited.
 
 Emails go out through `yesgoddess.notifications.fanout`: markers are committed before a batch
 is sent, so a retry after a crash sends nothing twice.
@@ -18,39 +22,59 @@ from django.utils import timezone
 
 from yesgoddess.analytics.models import Event, system_event
 from yesgoddess.core.batches import locked_batches
-from yesgoddess.core.models import AuditEvent
 from yesgoddess.licensing.expiry import long_date
 from yesgoddess.notifications.fanout import claimed_batches, deliver
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import build_email
 
 from .models import CLOSED_STATUSES, Project, ProjectStatus
+from .services import transition_projects
 
 ARCHIVE_BATCH = 500
+S = ProjectStatus
+
+
+def archive_batch(batch: list[Project], now: datetime) -> list[Project]:
+    """Archive a locked batch through the state machine; return the projects archived.
+    A DRAFT is cancelled first (DRAFT -> ARCHIVED is not a move the machine allows)."""
+    details = {p.pk: {"endDate": p.end_date.isoformat(), "previousStatus": p.status} for p in batch}
+
+    def ids(status: str) -> list[int]:
+        return [p.pk for p in batch if p.status == status]
+
+    cancelled = transition_projects(
+        ids(S.DRAFT),
+        S.DRAFT,
+        S.CANCELLED,
+        reason="end date passed before the project was activated",
+        now=now,
+        action="project_auto_cancelled",
+        details=details,
+    )
+    archived: set[int] = set()
+    for status, pks in ((S.ACTIVE, ids(S.ACTIVE)), (S.IN_PROGRESS, ids(S.IN_PROGRESS)), (S.CANCELLED, cancelled)):
+        archived.update(
+            transition_projects(
+                pks,
+                status,
+                S.ARCHIVED,
+                reason="end date passed",
+                now=now,
+                action="project_auto_archived",
+                details=details,
+                auto_archived_at=now,
+            )
+        )
+    return [p for p in batch if p.pk in archived]
 
 
 def archive_expired(now: datetime) -> int:
-    """Open projects whose end date has passed -> ARCHIVED, with an audit row, an event
-    and (brand still live) an in-app notification, all in the batch's transaction."""
+    """Open projects whose end date has passed -> ARCHIVED (`archive_batch`), with an
+    event and (brand still live) an in-app notification, all in the batch's transaction."""
     due = Project.objects.filter(deleted_at__isnull=True, end_date__lt=now).exclude(status__in=CLOSED_STATUSES)
     archived = 0
-    for batch in locked_batches(due.select_related("brand"), ARCHIVE_BATCH):
-        Project.objects.filter(pk__in=[p.pk for p in batch]).update(status=ProjectStatus.ARCHIVED, auto_archived_at=now)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                action="project_auto_archived",
-                entity_type="project",
-                entity_id=str(p.pk),
-                before={"status": p.status},
-                after={
-                    "status": ProjectStatus.ARCHIVED,
-                    "reason": "end date passed",
-                    "endDate": p.end_date.isoformat(),
-                },
-                created_at=now,
-            )
-            for p in batch
-        )
+    for locked in locked_batches(due.select_related("brand"), ARCHIVE_BATCH):
+        batch = archive_batch(locked, now)
         Event.objects.bulk_create(
             system_event(
                 "project.auto_archived",

@@ -1,8 +1,9 @@
 """Projects (spec B §8.12) and the record of which creators were matched to one.
 
-Status changes go through `yesgoddess.projects.services.change_status` (it validates the
-move, writes an audit row and starts project matching on ACTIVE); the expiry job archives
-through `archive_expired`. New non-null columns carry a database default too.
+Status changes go through `yesgoddess.projects.services.transition_projects` only (it
+validates the move against the state machine and writes an audit row); a user's change is
+`change_status`, which uses it and starts project matching on ACTIVE. New non-null
+columns carry a database default too.
 """
 
 from __future__ import annotations

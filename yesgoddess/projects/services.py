@@ -1,15 +1,19 @@
 """Project status changes and the creator matching rule (spec B §4, DECISIONS.md).
 
-`change_status` is the one way a view or service moves a project: it validates the
-move, writes an audit row, and when the project becomes ACTIVE enqueues
-project-match-creators (after commit, deduplicated per project). The asset type ->
-specialty mapping lives here; the matching workflow that applies it is
-`yesgoddess.projects.matching`.
+`transition_projects` is the one place a project's status changes: it checks the move
+against `ALLOWED_TRANSITIONS`, updates with a conditional `UPDATE ... WHERE status =
+<from>` (two runs racing move a project once) and writes an audit row per project. Jobs
+call it directly (project-expiry-check, license-auto-expiry completing projects);
+`change_status` is a user's move through it: it also refuses ACTIVE past the end date
+and, when the project becomes ACTIVE, enqueues project-match-creators (after commit,
+deduplicated per project). The asset type -> specialty mapping lives here; the matching
+workflow that applies it is `yesgoddess.projects.matching`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -53,6 +57,56 @@ class UnknownProjectStatus(InvalidProjectTransition):
     """A status that does not exist."""
 
 
+def check_transition(from_status: str, to_status: str) -> None:
+    if to_status not in ALLOWED_TRANSITIONS.get(from_status, frozenset()):
+        raise InvalidProjectTransition(f"A {from_status} project cannot become {to_status}.")
+
+
+def transition_projects(
+    project_ids: Iterable[int],
+    from_status: str,
+    to_status: str,
+    *,
+    reason: str,
+    now: datetime | None = None,
+    actor: Any = None,
+    action: str = "project_status_changed",
+    details: Mapping[int, dict[str, Any]] | None = None,
+    **fields: Any,
+) -> list[int]:
+    """Move the live projects still in `from_status` to `to_status`; return the ids moved.
+
+    Raises InvalidProjectTransition when the state machine forbids the move. `fields` are
+    set in the same UPDATE (`auto_archived_at`, ...); each project moved gets an audit row
+    (`action`, before/after status, `reason`, and its `details`), in the caller's
+    transaction. Queries are constant in the number of projects.
+    """
+    check_transition(from_status, to_status)
+    ids = list(dict.fromkeys(project_ids))
+    if not ids:
+        return []
+    now = now or timezone.now()
+    with transaction.atomic():
+        queryset = Project.objects.filter(pk__in=ids, status=from_status, deleted_at__isnull=True)
+        moved = list(queryset.select_for_update().order_by("pk").values_list("pk", flat=True))
+        if not moved:
+            return []
+        Project.objects.filter(pk__in=moved, status=from_status).update(status=to_status, **fields)
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                action=action,
+                entity_type="project",
+                entity_id=str(pk),
+                actor=actor if getattr(actor, "pk", None) else None,
+                before={"status": from_status},
+                after={"status": to_status, "reason": reason, **(details or {}).get(pk, {})},
+                created_at=now,
+            )
+            for pk in moved
+        )
+    return moved
+
+
 def required_asset_types(project: Project) -> list[str]:
     """The known asset types of `requirements.assetTypes`, lower-cased, in order, unique."""
     requirements = project.requirements if isinstance(project.requirements, dict) else {}
@@ -94,19 +148,10 @@ def change_status(project: Project, status: str, actor: Any = None) -> str | Non
         if current.status == status:
             project.status = status
             return None
-        if status not in ALLOWED_TRANSITIONS[current.status]:
-            raise InvalidProjectTransition(f"A {current.status} project cannot become {status}.")
+        check_transition(current.status, status)
         if status == S.ACTIVE and current.end_date is not None and current.end_date <= timezone.now():
             raise InvalidProjectTransition(f"Project {project.pk} ended on {current.end_date:%Y-%m-%d}.")
-        Project.objects.filter(pk=project.pk).update(status=status)
-        AuditEvent.objects.create(
-            action="project_status_changed",
-            entity_type="project",
-            entity_id=str(project.pk),
-            actor=actor if getattr(actor, "pk", None) else None,
-            before={"status": current.status},
-            after={"status": status},
-        )
+        transition_projects([project.pk], current.status, status, reason="status change requested", actor=actor)
         project.status = status
         if status == S.ACTIVE:
             return enqueue("project-match-creators", dedup_key=f"project-{project.pk}", project_id=project.pk)

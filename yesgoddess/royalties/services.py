@@ -1,5 +1,5 @@
-"""Royalty run lifecycle shared by the API and the jobs (spec C §2.1; DECISIONS
-"Royalties"): create, calculate once, record a failure, lock.
+"""Royalty run lifecycle shared by the API, the admin and the jobs (spec C §2.1; DECISIONS
+"Royalties"): create, calculate once, record a failure, retry a failed run, lock.
 
 `calculate_once` is the royalty-calculation job: a run is calculated once. A CALCULATED
 (or LOCKED) run is left alone, a FAILED one is recalculated, and a second worker on the
@@ -18,6 +18,7 @@ from datetime import date, datetime, time, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from jobs.api import enqueue
 from yesgoddess.core.errors import InvalidInput
 from yesgoddess.core.models import AuditEvent
 from yesgoddess.core.progress import Progress, no_progress
@@ -130,6 +131,34 @@ def mark_failed(run_id: int, message: str) -> None:
         AuditEvent.objects.create(
             action="royalty.run.failed", entity_type="royalty_run", entity_id=str(run_id), after={"error": message}
         )
+
+
+def enqueue_calculation(run: RoyaltyRun, user_id: int | None) -> str:
+    """Queue the run's calculation (after commit; one job per run at a time) and keep its
+    job id on the run, where the API and the admin find its progress."""
+    job_id = enqueue("royalty-calculation", dedup_key=f"run-{run.pk}", run_id=run.pk, user_id=user_id)
+    RoyaltyRun.objects.filter(pk=run.pk).update(calculation_job_id=job_id)
+    run.calculation_job_id = job_id
+    return job_id
+
+
+def retry_failed_run(run_id: int, actor_id: int | None) -> str:
+    """Calculate a FAILED run again (the calculation resets it); refused for any other
+    status. Audited; returns the calculation job's id."""
+    with transaction.atomic():
+        run = RoyaltyRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            raise RunRefused(f"Royalty run {run_id} does not exist.")
+        if run.status != RoyaltyRun.Status.FAILED:
+            raise RunRefused(f"Only a FAILED run can be retried; run {run_id} is {run.status}.")
+        AuditEvent.objects.create(
+            action="royalty.run.retry_requested",
+            entity_type="royalty_run",
+            entity_id=str(run_id),
+            actor_id=actor_id,
+            before={"status": run.status},
+        )
+        return enqueue_calculation(run, actor_id)
 
 
 def lock_run(run_id: int, actor_id: int) -> RoyaltyRun:

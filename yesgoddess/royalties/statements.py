@@ -5,6 +5,11 @@ Through `yesgoddess.notifications.fanout`: a batch's `notified_at` is set and co
 before it is sent; a refused or never-attempted email gets it back (the next run tries
 again), one interrupted mid-send keeps it. The in-app notification follows a sent
 email. A mail-server error is re-raised after the batch is settled (the job is retried).
+
+What the email says about the amount follows the statement's status when it is sent: a
+HELD balance waits for the threshold, a CARRIED one (already moved into a later run's
+statement, say when this run is announced late) names the statement that carries it,
+and only the others "will be paid out".
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from yesgoddess.notifications.fanout import claim_setting, claimed_batches, deli
 from yesgoddess.notifications.models import Notification
 from yesgoddess.notifications.services import build_email
 
-from .models import RoyaltyRun, RoyaltyStatement
+from .models import RoyaltyLine, RoyaltyRun, RoyaltyStatement
 from .services import existing_run
 
 TEMPLATE = "royalty_statement"
@@ -34,24 +39,51 @@ class StatementsNotReady(InvalidInput):
     """The run has no statements to announce yet (it is not CALCULATED)."""
 
 
-def statement_email_context(statement: RoyaltyStatement) -> dict[str, Any]:
+def statement_url(statement_id: int) -> str:
+    return f"{settings.APP_URL}/dashboard/earnings/statements/{statement_id}"
+
+
+def carrying_statements(statements: list[RoyaltyStatement]) -> dict[int, RoyaltyStatement]:
+    """For each CARRIED statement of `statements`, the later statement whose CARRYOVER line
+    took its balance (with its run), in one query."""
+    carried = [s.pk for s in statements if s.status == RoyaltyStatement.Status.CARRIED]
+    if not carried:
+        return {}
+    lines = RoyaltyLine.objects.filter(
+        line_type=RoyaltyLine.LineType.CARRYOVER, metadata__carriedStatementId__in=carried
+    ).select_related("royalty_statement__royalty_run")
+    return {line.metadata["carriedStatementId"]: line.royalty_statement for line in lines}
+
+
+def statement_email_context(
+    statement: RoyaltyStatement, carried_into: RoyaltyStatement | None = None
+) -> dict[str, Any]:
+    """The email's variables; `carried_into` is the statement that carries a CARRIED
+    statement's balance (`carrying_statements`)."""
     run = statement.royalty_run
     creator = statement.creator
+    carried = statement.status == RoyaltyStatement.Status.CARRIED
+    later = carried_into.royalty_run if carried and carried_into is not None else None
     return {
         "creator_name": creator.display_name or creator.user.get_full_name() or "Creator",
         "period_start": timezone.localdate(run.period_start),
         "period_end": timezone.localdate(run.period_end),
         "total_earnings": dollars(statement.total_earnings_cents),
         "currency": "USD",
-        "held": statement.status == RoyaltyStatement.Status.HELD,
+        # Not paid with this statement: held below the threshold, or carried since.
+        "held": statement.status in (RoyaltyStatement.Status.HELD, RoyaltyStatement.Status.CARRIED),
+        "carried": carried,
+        "carried_into_start": timezone.localdate(later.period_start) if later else None,
+        "carried_into_end": timezone.localdate(later.period_end) if later else None,
+        "carried_into_url": statement_url(carried_into.pk) if later else "",
         "threshold": dollars(statement.metadata.get("thresholdCents", 0)),
-        "statement_url": f"{settings.APP_URL}/dashboard/earnings/statements/{statement.pk}",
+        "statement_url": statement_url(statement.pk),
         "dashboard_url": f"{settings.APP_URL}/dashboard/earnings",
     }
 
 
-def statement_email(statement: RoyaltyStatement) -> EmailMessage:
-    return build_email(TEMPLATE, statement.creator.user.email, statement_email_context(statement))
+def statement_email(statement: RoyaltyStatement, carried_into: RoyaltyStatement | None = None) -> EmailMessage:
+    return build_email(TEMPLATE, statement.creator.user.email, statement_email_context(statement, carried_into))
 
 
 def statement_notification(statement: RoyaltyStatement) -> Notification:
@@ -80,7 +112,10 @@ def notify_statements(run_id: int, *, progress: Progress = no_progress) -> dict[
     total = due.count()
     notified = refused = 0
     for batch in claimed_batches(due, claim_setting("notified_at", timezone.now())):
-        delivery = deliver_rows(batch, lambda statement: [statement_email(statement)])
+        carriers = carrying_statements(batch)
+        delivery = deliver_rows(
+            batch, lambda statement, carriers=carriers: [statement_email(statement, carriers.get(statement.pk))]
+        )
         with transaction.atomic():
             release(delivery.to_retry, "notified_at")
             Notification.objects.bulk_create(map(statement_notification, delivery.sent))

@@ -64,13 +64,6 @@ def _statement_counts(run: RoyaltyRun) -> QuerySet:
     return run.statements.values("status").annotate(n=Count("pk")).order_by("status")
 
 
-def enqueue_calculation(run: RoyaltyRun, user_id: int) -> str:
-    job_id = enqueue("royalty-calculation", dedup_key=f"run-{run.pk}", run_id=run.pk, user_id=user_id)
-    RoyaltyRun.objects.filter(pk=run.pk).update(calculation_job_id=job_id)
-    run.calculation_job_id = job_id
-    return job_id
-
-
 @api_view(("POST",))
 @idempotent("royalty_run")
 def create_run(request: HttpRequest) -> JsonResponse:
@@ -80,7 +73,7 @@ def create_run(request: HttpRequest) -> JsonResponse:
     try:
         with transaction.atomic():
             run = services.create_run(start, end, request.user.pk)
-            enqueue_calculation(run, request.user.pk)
+            services.enqueue_calculation(run, request.user.pk)
     except services.RunRefused as exc:
         raise ApiError(409 if "overlaps" in str(exc) else 400, str(exc)) from None
     return JsonResponse(run_json(run), status=201)
