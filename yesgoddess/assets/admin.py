@@ -108,32 +108,9 @@ class IpAssetAdmin(admin.ModelAdmin):
         ),
         ("Record", {"fields": ("created_at", "updated_at", "updated_by", "deleted_at")}),
     )
-    readonly_fields = (
-        "type",
-        "owner",
-        "project_link",
-        "parent_link",
-        "status",
-        "scan_status",
-        "rejection_reason",
-        "processing_started_at",
-        "pipeline_failed_at",
-        "scan_result",
-        "processing_jobs",
-        "audit_trail",
-        "licenses_list",
-        "original_filename",
-        "mime_type",
-        "declared_mime_type",
-        "file_size",
-        "storage_key",
-        "quarantine_key",
-        "version",
-        "metadata",
-        "created_at",
-        "updated_at",
-        "updated_by",
-        "deleted_at",
+    # Everything but the title and description is owned by the pipeline or the API.
+    readonly_fields = tuple(
+        name for _, options in fieldsets for name in options["fields"] if name not in ("title", "description")
     )
 
     # Uploads go through the API (content sniffed, scanned); deletion is the API's soft delete.

@@ -10,7 +10,13 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from yesgoddess.core.admin_tools import ReadOnlyAdmin, admin_link, changelist_link, link_audit_entity, related_count
+from yesgoddess.core.admin_tools import (
+    AccountColumns,
+    ReadOnlyAdmin,
+    changelist_link,
+    link_audit_entity,
+    related_count,
+)
 from yesgoddess.licensing.models import License
 from yesgoddess.projects.models import Project
 
@@ -20,7 +26,7 @@ link_audit_entity("brand", Brand)
 
 
 @admin.register(Brand)
-class BrandAdmin(admin.ModelAdmin):
+class BrandAdmin(AccountColumns, admin.ModelAdmin):
     list_display = (
         "id",
         "name",
@@ -66,10 +72,6 @@ class BrandAdmin(admin.ModelAdmin):
             .annotate(project_count=related_count(Project, "brand"), license_count=related_count(License, "brand"))
         )
 
-    @admin.display(description="account", ordering="user__username")
-    def account(self, brand: Brand) -> str:
-        return admin_link(brand.user)
-
     @admin.display(description="projects", ordering="project_count")
     def projects(self, brand: Brand) -> str:
         return changelist_link(Project, brand.project_count, brand__id__exact=brand.pk)
@@ -77,10 +79,6 @@ class BrandAdmin(admin.ModelAdmin):
     @admin.display(description="licences", ordering="license_count")
     def licenses(self, brand: Brand) -> str:
         return changelist_link(License, brand.license_count, brand__id__exact=brand.pk)
-
-    @admin.display(description="last login", ordering="user__last_login")
-    def last_login(self, brand: Brand) -> Any:
-        return brand.user.last_login
 
 
 @admin.register(VerificationDigest)

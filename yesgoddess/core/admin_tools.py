@@ -179,3 +179,15 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class AccountColumns:
+    """List columns of a profile that belongs to one user account (brands, creators)."""
+
+    @admin.display(description="account", ordering="user__username")
+    def account(self, profile: Model) -> SafeString | str:
+        return admin_link(profile.user)
+
+    @admin.display(description="last login", ordering="user__last_login")
+    def last_login(self, profile: Model) -> Any:
+        return profile.user.last_login

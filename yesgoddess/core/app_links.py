@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import URLResolver, path, reverse
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern
@@ -46,7 +46,8 @@ def app_url(page: str, **params: Any) -> str:
 
 
 def _page(request: HttpRequest, **kwargs: Any) -> HttpResponse:  # pragma: no cover - never served
-    raise NotImplementedError("app pages are served by the web app")
+    """The resolver below only matches app links; the pages themselves are the web app's."""
+    raise Http404("app pages are served by the web app")
 
 
 @cache

@@ -11,14 +11,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from yesgoddess.assets.models import IpOwnership
-from yesgoddess.core.admin_tools import ReadOnlyAdmin, admin_link, changelist_link, related_count
+from yesgoddess.core.admin_tools import AccountColumns, ReadOnlyAdmin, admin_link, changelist_link, related_count
 from yesgoddess.royalties.models import RoyaltyStatement
 
 from .models import Creator, CreatorMonthlyReport
 
 
 @admin.register(Creator)
-class CreatorAdmin(admin.ModelAdmin):
+class CreatorAdmin(AccountColumns, admin.ModelAdmin):
     list_display = (
         "id",
         "display_name",
@@ -68,10 +68,6 @@ class CreatorAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="account", ordering="user__username")
-    def account(self, creator: Creator) -> str:
-        return admin_link(creator.user)
-
     @admin.display(description="assets owned", ordering="ownership_count")
     def assets(self, creator: Creator) -> str:
         return changelist_link(IpOwnership, creator.ownership_count, creator__id__exact=creator.pk)
@@ -79,10 +75,6 @@ class CreatorAdmin(admin.ModelAdmin):
     @admin.display(description="statements", ordering="statement_count")
     def statements(self, creator: Creator) -> str:
         return changelist_link(RoyaltyStatement, creator.statement_count, creator__id__exact=creator.pk)
-
-    @admin.display(description="last login", ordering="user__last_login")
-    def last_login(self, creator: Creator) -> Any:
-        return creator.user.last_login
 
 
 @admin.register(CreatorMonthlyReport)
